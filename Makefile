@@ -1,0 +1,35 @@
+# The two set-up commands of the README. Each creates .venv and installs what it needs when missing.
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.fmcombo-installed
+
+.PHONY: demo test install export clean-nbs readme docs bench
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned: the releases that lie on this machine's disk (DESIGN.md); a looser pin downloads gigabytes
+	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Fine-tune the default backbone on BBC News, 8 examples per class, and print test accuracy and predictions
+demo: $(STAMP)
+	$(VENV)/bin/fmcombo demo
+
+# Everything CI runs
+test: $(STAMP)
+	$(PY) tools/check_unchanged.py -- $(VENV)/bin/nbdev-export
+	$(PY) tools/check_unchanged.py -- $(VENV)/bin/nbdev-clean
+	$(PY) tools/check_unchanged.py -- $(PY) tools/make_readme.py
+	$(VENV)/bin/nbdev-test --n-workers 2
+	$(PY) -m pytest tests/; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
+
+export: $(STAMP)
+	$(VENV)/bin/nbdev-export && $(VENV)/bin/nbdev-clean && $(PY) tools/make_readme.py
+
+bench: $(STAMP)
+	$(PY) benchmarks/overhead.py
