@@ -29,7 +29,7 @@ test: $(STAMP)
 	$(PY) -m pytest tests/; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
 
 export: $(STAMP)
-	$(VENV)/bin/nbdev-export && $(VENV)/bin/nbdev-clean && $(PY) tools/make_readme.py
+	$(VENV)/bin/nbdev-clean && $(VENV)/bin/nbdev-export && $(PY) tools/make_readme.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py

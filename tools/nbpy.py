@@ -6,7 +6,7 @@
 py2nb keeps the outputs of code cells whose source did not change, so a re-written
 notebook does not lose the outputs of cells that really ran. The notebooks stay the source.
 """
-import json, sys
+import hashlib, json, sys
 from pathlib import Path
 
 def _split(text):
@@ -25,17 +25,19 @@ def _split(text):
 
 def py2nb(src, dst):
     dst = Path(dst)
-    old = {}
+    old, ids = {}, {}
     if dst.exists():
         for c in json.loads(dst.read_text())['cells']:
             if c['cell_type'] == 'code': old[''.join(c['source'])] = c.get('outputs', [])
+            if 'id' in c: ids.setdefault((c['cell_type'], ''.join(c['source'])), c['id'])
     cells = []
     for kind, s in _split(Path(src).read_text()):
-        c = dict(cell_type=kind, metadata={}, source=s.splitlines(True))
+        cid = ids.get((kind, s)) or hashlib.sha1(f'{dst.name}|{len(cells)}|{s}'.encode()).hexdigest()[:8]
+        c = dict(cell_type=kind, id=cid, metadata={}, source=s.splitlines(True))
         if kind == 'code': c.update(execution_count=None, outputs=old.get(s, []))
         cells.append(c)
     nb = dict(cells=cells, metadata=dict(kernelspec=dict(display_name='python3', language='python', name='python3')),
-              nbformat=4, nbformat_minor=5)
+              nbformat=4, nbformat_minor=5)  # cell ids need 4.5
     dst.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n')
 
 def nb2py(src, dst):
