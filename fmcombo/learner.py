@@ -26,7 +26,7 @@ from .data import FMDataLoaders, TextDL, TextClassData, _display
 # %% auto #0
 __all__ = ['DEFAULT_BACKBONE', 'POOLINGS', 'DEFAULT_LR', 'DEFAULT_EPOCHS', 'default_backbone_path', 'resolve_backbone',
            'load_tokenizer', 'backbone_max_len', 'masked_mean', 'FMClassifier', 'load_backbone', 'fm_splitter',
-           'FMLearner', 'fm_learner', 'save_fm', 'load_fm_learner']
+           'FusedAdam', 'FMLearner', 'fm_learner', 'save_fm', 'load_fm_learner']
 
 # %% ../nbs/01_learner.ipynb #344fb607
 DEFAULT_BACKBONE = 'sentence-transformers/all-MiniLM-L6-v2'
@@ -163,6 +163,48 @@ def fm_splitter(model:FMClassifier) -> list:
     rest = [p for p in model.parameters() if id(p) not in seen]
     return groups + [rest]
 
+# %% ../nbs/01_learner.ipynb #1b849be3
+from fastai.optimizer import Optimizer
+
+class FusedAdam(Optimizer):
+    "fastai's `Adam` (decoupled weight decay) stepped by torch's fused AdamW kernel: same hyper-parameters, groups and `do_wd` flags"
+    def __init__(self, params, # parameters or parameter groups, as fastai's splitter gives them
+                 lr:float, # learning rate
+                 mom:float=0.9, # first-moment decay (beta1); fastai's one-cycle schedule moves it
+                 sqr_mom:float=0.99, # second-moment decay (beta2)
+                 eps:float=1e-5, # added to the denominator
+                 wd:float=0.01, # decoupled weight decay
+                 fused:bool|None=None, # None: fused where torch has the kernel for the parameters' device, else foreach
+                ):
+        super().__init__(params, [], lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd)
+        self.fused = fused
+
+    def _kernel(self, device) -> dict:
+        if self.fused is not None: return dict(fused=self.fused) if self.fused else dict(foreach=True)
+        return dict(fused=True) if device.type in ('cpu', 'cuda', 'xpu', 'mps') else dict(foreach=True)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if closure is not None: raise NotImplementedError("fastai optimizers do not support closure")
+        from torch.optim.adamw import adamw
+        for pg, hyper in zip(self.param_lists, self.hypers):
+            for do_wd in (True, False):  # `Learner(wd_bn_bias=False)` marks biases and norm layers do_wd=False
+                ps = [p for p in pg if p.grad is not None and self.state[p].get('do_wd', True) == do_wd]
+                if not ps: continue
+                sts = [self.state[p] for p in ps]
+                for p, st in zip(ps, sts):
+                    if 'grad_avg' not in st:
+                        st.update(grad_avg=torch.zeros_like(p, memory_format=torch.preserve_format),
+                                  sqr_avg=torch.zeros_like(p, memory_format=torch.preserve_format),
+                                  step=torch.zeros((), dtype=torch.float32, device=p.device))
+                adamw([p for p in ps], [p.grad for p in ps], [st['grad_avg'] for st in sts], [st['sqr_avg'] for st in sts], [],
+                      [st['step'] for st in sts], amsgrad=False, maximize=False, beta1=hyper['mom'], beta2=hyper['sqr_mom'],
+                      lr=hyper['lr'], weight_decay=hyper['wd'] if do_wd else 0., eps=hyper['eps'], **self._kernel(ps[0].device))
+
+    def zero_grad(self):
+        "Free the gradients, as torch's `zero_grad` does: no memset, and backward writes instead of adding"
+        for p, *_ in self.all_params(with_grad=True): p.grad = None
+
 # %% ../nbs/01_learner.ipynb #6b28c930
 DEFAULT_LR = 3e-4
 DEFAULT_EPOCHS = 10
@@ -190,7 +232,7 @@ class FMLearner(Learner):
         "Write weights (safetensors), config, label vocabulary and tokenizer to folder `path`, atomically"
         save_fm(self, path)
 
-# %% ../nbs/01_learner.ipynb #505b98b2
+# %% ../nbs/01_learner.ipynb #916d8b1d
 def fm_learner(dls:FMDataLoaders, # from `fm_dls`
                backbone:str|None=None, # None: the backbone the `dls` were tokenised for
                cbs:list|None=None, # callbacks: fmcombo's techniques and fastai's own
@@ -200,7 +242,7 @@ def fm_learner(dls:FMDataLoaders, # from `fm_dls`
                lr:float=DEFAULT_LR, # default learning rate of `fit_one_cycle`, `lr_find` suggestions aside
                seed:int|None=None, # seeds the head; None: the `dls`' seed
                loss_func=None, # None: `CrossEntropyLossFlat()`
-               opt_func=Adam, # fastai optimizer (decoupled weight decay)
+               opt_func=FusedAdam, # a fastai optimizer; `FusedAdam` is fastai's `Adam` computed by torch's fused kernel
                **kwargs, # passed to fastai's `Learner`
               ) -> FMLearner:
     "A fastai `Learner` that fine-tunes a pretrained transformer for text classification"
@@ -214,7 +256,7 @@ def fm_learner(dls:FMDataLoaders, # from `fm_dls`
     return FMLearner(dls, model, loss_func=loss_func or CrossEntropyLossFlat(), opt_func=opt_func, lr=lr,
                      metrics=accuracy if metrics is None else metrics, splitter=fm_splitter, cbs=cbs, train_bn=False, **kwargs)
 
-# %% ../nbs/01_learner.ipynb #4a65abaa
+# %% ../nbs/01_learner.ipynb #cac51b8a
 _META = 'fm.json'
 
 def save_fm(learn:FMLearner, path:str|Path):
@@ -272,5 +314,5 @@ def load_fm_learner(path:str|Path, # a folder written by `save_fm`
     pad = tok.pad_token_id or 0
     dls = FMDataLoaders(TextDL(empty(), bs=16, pad_id=pad), TextDL(empty(), bs=32, pad_id=pad),
                         tokenizer=tok, backbone=str(path.resolve()), max_len=meta['max_len'])
-    return FMLearner(dls, model, loss_func=CrossEntropyLossFlat(), lr=DEFAULT_LR, metrics=accuracy,
+    return FMLearner(dls, model, loss_func=CrossEntropyLossFlat(), opt_func=FusedAdam, lr=DEFAULT_LR, metrics=accuracy,
                      splitter=fm_splitter, train_bn=False, **kwargs)
