@@ -170,7 +170,7 @@ def _norm_label(l):
     if isinstance(l, (float, np.floating)) and float(l).is_integer(): return int(l)
     return l
 
-# %% ../nbs/00_data.ipynb #acde5323
+# %% ../nbs/00_data.ipynb #d28f8644
 class TextDL(DataLoader):
     "A fastai `DataLoader` over a `TextClassData`: dynamic padding, length-sorted batches, text transforms on training batches"
     def __init__(self, dataset:TextClassData=None, pad_id:int=0, text_tfms:list=None, sortish:bool=False, seed:int|None=None, **kwargs):
@@ -196,12 +196,14 @@ class TextDL(DataLoader):
         idxs = list(range(self.n)); self.rng.shuffle(idxs)
         if not self.sortish: return idxs
         n_chunks = max(1, round(len(idxs)/(self.bs*50)))  # chunks of about 50 batches, of equal size (no short remainder chunk)
-        chunks = [sorted(c.tolist(), key=lambda j: -ds.lens[j]) for c in np.array_split(np.array(idxs), n_chunks)]
-        batches = [c[i:i+self.bs] for c in chunks for i in range(0, len(c), self.bs)]
-        longest = max(range(len(batches)), key=lambda b: ds.lens[batches[b][0]])
-        first = batches.pop(longest)
-        self.rng.shuffle(batches)
-        return [i for b in [first]+batches for i in b]
+        srt = [j for c in np.array_split(np.array(idxs), n_chunks) for j in sorted(c.tolist(), key=lambda j: -ds.lens[j])]
+        batches = [srt[i:i+self.bs] for i in range(0, len(srt), self.bs)]
+        last = batches.pop() if len(batches[-1]) < self.bs else None  # fastai cuts the flat list into bs-sized batches: a short one must come last
+        if batches:
+            first = batches.pop(max(range(len(batches)), key=lambda b: ds.lens[batches[b][0]]))
+            self.rng.shuffle(batches)
+            batches = [first] + batches
+        return [i for b in batches + ([last] if last else []) for i in b]
 
     def create_item(self, i): return i
     def create_batch(self, idxs):
