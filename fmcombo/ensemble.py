@@ -20,7 +20,7 @@ from fastcore.basics import store_attr, patch
 from fastprogress.fastprogress import progress_bar
 
 from .data import FMDataLoaders, fm_dls, _to_frame
-from .learner import (FMLearner, fm_learner, load_fm_learner, fm_splitter, resolve_backbone,
+from .learner import (FMLearner, fm_learner, learner_from_model, load_fm_learner, fm_splitter, resolve_backbone,
                              DEFAULT_EPOCHS, DEFAULT_LR)
 
 # %% auto #0
@@ -317,8 +317,7 @@ def learner_like(learn:FMLearner, # the learner whose data, tokenizer and label 
     "A new `FMLearner` over a copy of `learn`'s model, optionally with other weights"
     model = copy.deepcopy(learn.model)
     if state_dict is not None: model.load_state_dict(state_dict)
-    return FMLearner(learn.dls, model, loss_func=CrossEntropyLossFlat(), lr=learn.lr, metrics=accuracy,
-                     splitter=fm_splitter, train_bn=False)
+    return learner_from_model(learn.dls, model, lr=learn.lr, opt_func=learn.opt_func)  # the same optimizer as `learn`
 
 def _cpu_state(model) -> dict: return {k: v.detach().to('cpu', copy=True) for k, v in model.state_dict().items()}
 

@@ -26,7 +26,7 @@ from .data import FMDataLoaders, TextDL, TextClassData, _display
 # %% auto #0
 __all__ = ['DEFAULT_BACKBONE', 'POOLINGS', 'DEFAULT_LR', 'DEFAULT_EPOCHS', 'default_backbone_path', 'resolve_backbone',
            'load_tokenizer', 'backbone_max_len', 'masked_mean', 'FMClassifier', 'load_backbone', 'fm_splitter',
-           'FusedAdam', 'FMLearner', 'fm_learner', 'save_fm', 'load_fm_learner']
+           'FusedAdam', 'FMLearner', 'learner_from_model', 'fm_learner', 'save_fm', 'load_fm_learner']
 
 # %% ../nbs/01_learner.ipynb #344fb607
 DEFAULT_BACKBONE = 'sentence-transformers/all-MiniLM-L6-v2'
@@ -232,7 +232,20 @@ class FMLearner(Learner):
         "Write weights (safetensors), config, label vocabulary and tokenizer to folder `path`, atomically"
         save_fm(self, path)
 
-# %% ../nbs/01_learner.ipynb #916d8b1d
+# %% ../nbs/01_learner.ipynb #6c63bc3b
+def learner_from_model(dls:FMDataLoaders, # data (or the empty loaders of a loaded model)
+                       model:FMClassifier, # the model to train or predict with
+                       lr:float=DEFAULT_LR, # default learning rate
+                       metrics=None, # None: accuracy
+                       loss_func=None, # None: `CrossEntropyLossFlat()`
+                       opt_func=FusedAdam, # a fastai optimizer
+                       **kwargs, # passed to fastai's `Learner`
+                      ) -> FMLearner:
+    "An `FMLearner` around an existing model, with fmcombo's loss, optimizer, splitter and metric"
+    return FMLearner(dls, model, loss_func=loss_func or CrossEntropyLossFlat(), opt_func=opt_func, lr=lr,
+                     metrics=accuracy if metrics is None else metrics, splitter=fm_splitter, train_bn=False, **kwargs)
+
+# %% ../nbs/01_learner.ipynb #2724024a
 def fm_learner(dls:FMDataLoaders, # from `fm_dls`
                backbone:str|None=None, # None: the backbone the `dls` were tokenised for
                cbs:list|None=None, # callbacks: fmcombo's techniques and fastai's own
@@ -253,10 +266,9 @@ def fm_learner(dls:FMDataLoaders, # from `fm_dls`
     seed = dls.seed if seed is None else seed
     if seed is not None: set_seed(seed)
     model = FMClassifier.from_pretrained(path, len(dls.vocab), pooling, head_dropout)
-    return FMLearner(dls, model, loss_func=loss_func or CrossEntropyLossFlat(), opt_func=opt_func, lr=lr,
-                     metrics=accuracy if metrics is None else metrics, splitter=fm_splitter, cbs=cbs, train_bn=False, **kwargs)
+    return learner_from_model(dls, model, lr=lr, metrics=metrics, loss_func=loss_func, opt_func=opt_func, cbs=cbs, **kwargs)
 
-# %% ../nbs/01_learner.ipynb #cac51b8a
+# %% ../nbs/01_learner.ipynb #d8b814c1
 _META = 'fm.json'
 
 def save_fm(learn:FMLearner, path:str|Path):
@@ -314,5 +326,4 @@ def load_fm_learner(path:str|Path, # a folder written by `save_fm`
     pad = tok.pad_token_id or 0
     dls = FMDataLoaders(TextDL(empty(), bs=16, pad_id=pad), TextDL(empty(), bs=32, pad_id=pad),
                         tokenizer=tok, backbone=str(path.resolve()), max_len=meta['max_len'])
-    return FMLearner(dls, model, loss_func=CrossEntropyLossFlat(), opt_func=FusedAdam, lr=DEFAULT_LR, metrics=accuracy,
-                     splitter=fm_splitter, train_bn=False, **kwargs)
+    return learner_from_model(dls, model, **kwargs)

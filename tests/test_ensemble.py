@@ -209,3 +209,12 @@ def test_train_ensemble_mixes_backbones(tiny, few):
     assert len({_tok_key(m) for m in e.members}) == 2
     assert e.member_logits(['a goal']).shape == (2, 1, 5)
     with pytest.raises(ValueError, match='one entry per member'): train_ensemble(fm_dls(few, backbone=tiny, bs=8), seeds=[0, 1, 2], backbones=[None])
+
+def test_learner_like_keeps_the_optimizer(tiny, few):
+    from fmcombo.data import fm_dls
+    from fmcombo.learner import fm_learner, FusedAdam
+    from fmcombo.ensemble import learner_like
+    from fastai.optimizer import Adam
+    for opt in (FusedAdam, Adam):
+        learn = fm_learner(fm_dls(few, backbone=tiny, bs=4, seed=0), opt_func=opt)
+        assert learner_like(learn).opt_func is opt
