@@ -1,0 +1,194 @@
+"Robustness: the three attacks and the report, on the tiny backbone and on a hand-made keyword classifier."
+import random
+import numpy as np, pandas as pd, pytest, torch
+from fmcombo.data import fm_dls, sample_per_class
+from fmcombo.learner import fm_learner
+from fmcombo.ensemble import Ensemble
+from fmcombo.edits import split_words, word_positions, KEYBOARD_NEIGHBOURS
+from fmcombo.robustness import (Victim, CharAttack, WordSubstitution, EmbeddingAttack, embedding_attack, char_attack,
+                                word_attack, robustness_report, word_budget, RobustnessReport)
+
+class KeywordModel:
+    "Positive exactly when the text holds the word 'excellent'"
+    vocab = ['negative', 'positive']
+    def __init__(self): self.calls = 0
+    def predict_texts(self, texts, bs=64):
+        self.calls += 1
+        p = np.array([[0.1, 0.9] if 'excellent' in t.lower().split() else [0.9, 0.1] for t in texts])
+        return [self.vocab[i] for i in p.argmax(1)], p
+
+TOY = pd.DataFrame({'text': ['the food was excellent and cheap', 'an excellent quiet place to read',
+                             'nice staff but slow service', 'excellent', 'awful food , awful place'],
+                    'label': ['positive', 'positive', 'positive', 'positive', 'negative']})
+
+@pytest.fixture(scope='module')
+def tweets():
+    from fmcombo.data import load_corpus
+    return load_corpus('tweet_sentiment')
+
+@pytest.fixture(scope='module')
+def learn(tiny, tweets):
+    l = fm_learner(fm_dls(sample_per_class(tweets['train'], 16, seed=0), backbone=tiny, bs=8, max_len=64, seed=0))
+    with l.no_bar(), l.no_logging(): l.fit_one_cycle(4, 1e-2)
+    return l
+
+@pytest.fixture(scope='module')
+def test(tweets): return tweets['test'].select(range(0, 7449, 149))
+
+def _edit_distance_one(a, b):
+    "Whether b is a with one letter substituted, dropped, inserted, or two adjacent letters swapped"
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    if abs(len(a) - len(b)) != 1: return False
+    s, l = (a, b) if len(a) < len(b) else (b, a)
+    return any(l[:i] + l[i+1:] == s for i in range(len(l)))
+
+def test_keyword_model_flips_by_changing_the_keyword():
+    for run in (char_attack(KeywordModel(), TOY, progress=False),
+                word_attack(KeywordModel(), TOY, synonyms=lambda w: {'excellent': ['superb']}.get(w.lower(), []), progress=False)):
+        r0, r1, r2, r3, r4 = run.records
+        for r in (r0, r1, r3):
+            assert r.status == 'success'
+            assert [old for _, old, _ in r.changes] == ['excellent']
+            assert r.pred_after == 0
+        assert r2.status == 'skipped' and r2.perturbed is None and not r2.changes   # already misclassified: not attacked
+        assert r4.status == 'failed'   # no single word makes "awful food" positive
+        s = run.summary()
+        assert s['skipped'] == 1 and s['attack success rate'] == pytest.approx(3/4)
+        assert s['clean accuracy'] == pytest.approx(4/5) and s['accuracy under attack'] == pytest.approx(1/5)
+
+def test_success_rate_is_flips_over_attacked(learn, test):
+    for run in (char_attack(learn, test, max_words=0.2, progress=False), word_attack(learn, test, progress=False)):
+        attacked = [r for r in run.records if r.status != 'skipped']
+        flips = [r for r in attacked if r.pred_after != r.label]
+        assert {r.status for r in flips} <= {'success'} and len(flips) == sum(r.status == 'success' for r in run.records)
+        s = run.summary()
+        assert s['attack success rate'] == pytest.approx(len(flips) / len(attacked))
+        assert s['accuracy under attack'] == pytest.approx((len(attacked) - len(flips)) / len(run.records))
+        assert all(r.pred != r.label for r in run.records if r.status == 'skipped')
+        assert len(flips) > 0, 'the attack should flip some predictions of a weak model'
+
+@pytest.mark.parametrize('max_words,budget', [(0.05, None), (0.1, None), (0.3, None), (1.0, 2)])
+def test_never_more_than_the_word_budget(learn, test, max_words, budget):
+    run = CharAttack(max_words=max_words, budget=budget).run(Victim(learn), test['text'], np.array(test['label']), progress=False)
+    for r in run.records:
+        if r.status == 'skipped': continue
+        allowed = word_budget(r.n_words, max_words, budget)
+        assert len(r.changes) <= allowed
+        before, after = split_words(r.text), split_words(r.perturbed)
+        assert sum(a != b for a, b in zip(before, after)) == len(r.changes) <= allowed
+
+def test_char_attack_makes_only_typos(learn, test):
+    run = char_attack(learn, test, max_words=0.3, progress=False)
+    n = 0
+    for r in run.records:
+        if r.status == 'skipped': continue
+        before, after = split_words(r.text), split_words(r.perturbed)
+        assert len(before) == len(after)
+        changed = {j for j, _, _ in r.changes}
+        for j, (a, b) in enumerate(zip(before, after)):
+            if j not in changed: assert a == b
+            else:
+                assert j in word_positions(before) and _edit_distance_one(a, b), (a, b); n += 1
+    assert n > 0
+
+def test_word_attack_uses_only_synonyms(learn, test):
+    from fmcombo.edits import EmbeddingSynonyms
+    syn = EmbeddingSynonyms(learn.dls.backbone, k=8, min_sim=0.5)
+    run = word_attack(learn, test, progress=False)
+    n = 0
+    for r in run.records:
+        if r.status == 'skipped': continue
+        before, after = split_words(r.text), split_words(r.perturbed)
+        changed = {j for j, _, _ in r.changes}
+        for j, (a, b) in enumerate(zip(before, after)):
+            if j in changed: assert b in syn(a); n += 1
+            else: assert a == b
+    assert n > 0
+
+def test_attacks_are_reproducible_and_batching_changes_nothing(learn, test):
+    texts, y = test['text'][:20], np.array(test['label'][:20])
+    a = CharAttack(0.2).run(Victim(learn), texts, y, seed=3, progress=False)
+    b = CharAttack(0.2).run(Victim(learn, bs=7), texts, y, seed=3, progress=False)
+    c = CharAttack(0.2).run(Victim(learn, batched=False), texts, y, seed=3, progress=False)
+    d = CharAttack(0.2).run(Victim(learn), texts, y, seed=4, progress=False)
+    assert [r.perturbed for r in a.records] == [r.perturbed for r in b.records] == [r.perturbed for r in c.records]
+    assert [r.queries for r in a.records] == [r.queries for r in c.records]
+    assert [r.perturbed for r in a.records] != [r.perturbed for r in d.records]
+
+def test_one_word_texts_are_attacked(learn):
+    run = char_attack(KeywordModel(), TOY.iloc[[3]], progress=False)   # deleting its only word leaves nothing to query
+    assert run.records[0].status == 'success' and run.records[0].queries == 1 + 4
+    char_attack(learn, pd.DataFrame({'text': ['thanks', 'ok !'], 'label': ['positive', 'neutral']}), progress=False)
+
+def test_victim_batches_its_queries():
+    m = KeywordModel()
+    v = Victim(m, bs=64)
+    char_attack_run = CharAttack(0.5).run(v, TOY['text'].tolist(), np.array([1, 1, 1, 1, 0]), progress=False)
+    assert v.queries == sum(r.queries for r in char_attack_run.records)
+    # clean, leave-one-out, then one call per greedy round (a round per word at most): never one call per text
+    assert m.calls <= 2 + max(r.n_words for r in char_attack_run.records) and v.queries >= 3 * m.calls
+
+def test_embedding_attack_at_zero_is_clean_accuracy(learn, test):
+    clean = float((learn.predict_texts(test['text'])[1].argmax(1) == np.array(test['label'])).mean())
+    params = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    grads = [None if p.grad is None else p.grad.clone() for p in learn.model.parameters()]
+    learn.model.train()
+    res = embedding_attack(learn, test, eps=[0, 0.05, 1.0], steps=5, progress=False)
+    assert res.table.loc[0., 'accuracy'] == pytest.approx(clean)
+    assert res.table.loc[1.0, 'accuracy'] < clean
+    assert list(res.table['accuracy']) == sorted(res.table['accuracy'], reverse=True)
+    assert learn.model.training   # the mode is restored
+    for k, v in learn.model.state_dict().items(): assert torch.equal(v, params[k])
+    emb = learn.model.get_input_embeddings()
+    assert not emb._forward_hooks and not learn.model._forward_pre_hooks
+    for p, g in zip(learn.model.parameters(), grads):   # the attack takes gradients of delta only
+        assert (p.grad is None and g is None) or torch.equal(p.grad, g)
+
+def test_embedding_attack_leaves_no_hook_on_error(learn, test):
+    emb = learn.model.get_input_embeddings()
+    h = emb.register_forward_hook(lambda *a: (_ for _ in ()).throw(RuntimeError('boom')))
+    try:
+        with pytest.raises(RuntimeError, match='boom'): embedding_attack(learn, test, eps=[1.0], steps=2, progress=False)
+    finally: h.remove()
+    assert not emb._forward_hooks and not learn.model._forward_pre_hooks
+
+def test_report_on_learner_folder_and_ensemble(learn, test, tiny, tweets, tmp_path):
+    rep = robustness_report(learn, test, n=15, progress=False)
+    assert isinstance(rep, RobustnessReport) and isinstance(rep, pd.DataFrame)
+    assert list(rep.index) == ['embedding (ε=1)', 'char', 'word']
+    assert list(rep.columns) == ['clean accuracy', 'accuracy under attack', 'attack success rate', 'words changed',
+                                 'queries per example', 'skipped', 'n']
+    assert (rep['accuracy under attack'] <= rep['clean accuracy']).all() and (rep['n'] == 15).all()
+    assert len(rep.show_examples('char', k=3, status=None)) == 3
+    assert '<mark>' in rep.show_examples('char', status='success')._repr_html_() or not len(rep.show_examples('char'))
+    learn.save_fm(tmp_path/'m')
+    saved = robustness_report(tmp_path/'m', test, attacks=['char', 'embedding'], n=15, progress=False)
+    assert saved.loc['char', 'accuracy under attack'] == rep.loc['char', 'accuracy under attack']
+    assert saved.loc['embedding (ε=1)', 'accuracy under attack'] == rep.loc['embedding (ε=1)', 'accuracy under attack']
+    other = fm_learner(fm_dls(sample_per_class(tweets['train'], 16, seed=1), backbone=tiny, bs=8, max_len=64, seed=1))
+    ens = robustness_report(Ensemble([learn, other]), test, n=15, progress=False)
+    assert list(ens.index) == list(rep.index)
+
+def test_embedding_attack_refuses_members_with_different_tokenizers(learn, test, tiny, tweets):
+    from fmcombo.testing import tiny_backbone
+    other_tok = tiny_backbone(vocab_size=800)
+    other = fm_learner(fm_dls(sample_per_class(tweets['train'], 4, seed=1), backbone=other_tok, bs=8, max_len=64, seed=1))
+    with pytest.raises(ValueError, match='share a tokenizer'): embedding_attack(Ensemble([learn, other]), test, eps=[1.], progress=False)
+
+def test_bad_input(learn, test):
+    with pytest.raises(ValueError, match='n=1000 is larger than ds, which holds 50 texts'): robustness_report(learn, test, n=1000)
+    with pytest.raises(ValueError, match=r"unknown attack 'typo'.*embedding"): robustness_report(learn, test, attacks=['typo'])
+    for mw in (0, -0.1, 1.5, True):
+        with pytest.raises(ValueError, match=r'max_words .* in \(0, 1\]'): char_attack(learn, test, max_words=mw)
+        with pytest.raises(ValueError, match=r'max_words .* in \(0, 1\]'): word_attack(learn, test, max_words=mw)
+    with pytest.raises(ValueError, match='empty'): robustness_report(learn, test.select([]))
+    with pytest.raises(ValueError, match='empty'): char_attack(learn, test.select([]))
+    with pytest.raises(ValueError, match='radii >= 0'): EmbeddingAttack(eps=-1.)
+    with pytest.raises(ValueError, match='steps must be an integer >= 1'): EmbeddingAttack(steps=0)
+    with pytest.raises(ValueError, match='budget'): CharAttack(budget=0)
+    with pytest.raises(TypeError, match='needs gradients'): embedding_attack(KeywordModel(), TOY)
+    with pytest.raises(TypeError, match='must be an FMLearner'): Victim(object())
+    with pytest.raises(ValueError, match=r"labels \['great'\] that the members do not know"):
+        char_attack(learn, pd.DataFrame({'text': ['so good'], 'label': ['great']}))
