@@ -3,6 +3,7 @@
     python benchmarks/adversarial_accuracy.py                      # tweets, 32 per class, seeds 0 1 2
     python benchmarks/adversarial_accuracy.py --arms plain FGM --seeds 0
     python benchmarks/adversarial_accuracy.py --merge a.json b.json   # combine runs made in separate processes
+    python benchmarks/adversarial_accuracy.py --reuse benchmarks/results/robustness-runs.jsonl
 
 Every arm sees the same samples and seeds (paired): seed s draws the training sample, shuffles
 the batches and initialises the head. All arms train with `fit_one_cycle(DEFAULT_EPOCHS,
@@ -10,7 +11,9 @@ DEFAULT_LR)` without per-epoch validation, and each model is evaluated once on a
 stratified subset of the test split (2,000 texts by default: the machine is shared, and the
 whole 7.6k test split would cost more than the training). The callbacks use their defaults
 (literature values, not tuned here). Writes benchmarks/results/adversarial_accuracy.json
-(rewritten after every run, so a partial run still leaves its results).
+(rewritten after every run, so a partial run still leaves its results). `--reuse` takes the runs that
+benchmarks/robustness.py made of the same arm, seed and setting (it trains plain, FGM and FreeLB
+the same way and measures them on the same test subset) instead of training them again.
 """
 import argparse, json, sys, time
 from pathlib import Path
@@ -80,18 +83,25 @@ def main():
     ap.add_argument('--out', default=str(Path(__file__).parent/'results'/'adversarial_accuracy.json'))
     ap.add_argument('--threads', type=int, default=1, help='torch threads (1: on a shared machine more threads make it much slower)')
     ap.add_argument('--merge', nargs='+', default=None, help='result files of separate processes to combine into --out')
+    ap.add_argument('--reuse', default=None, help="runs of benchmarks/robustness.py (its jsonl cache) to take instead of training again")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     if a.merge: return merge(a)
     ds = load_corpus(a.corpus)
     test = test_subset(ds, a.test_size)
     runs, out = [], Path(a.out)
+    reuse = {}
+    if a.reuse:
+        for r in map(json.loads, filter(str.strip, Path(a.reuse).read_text().splitlines())):
+            if (r['corpus'], r['n_per_class'], r['epochs'], r['lr'], r['test_size']) == (a.corpus, a.n, DEFAULT_EPOCHS, DEFAULT_LR, len(test)):
+                reuse[(r['recipe'], r['seed'])] = r
     out.parent.mkdir(parents=True, exist_ok=True)
     for seed in a.seeds:                       # seeds outer, arms inner: a partial run stays paired
         sample = sample_per_class(ds['train'], a.n, seed=seed)
         for arm in a.arms:
-            acc, s = run(sample, test, arm, seed, DEFAULT_EPOCHS, DEFAULT_LR)
-            runs.append(dict(arm=arm, seed=seed, accuracy=acc, train_seconds=round(s, 1)))
+            if (arm, seed) in reuse: acc, s, src = reuse[arm, seed]['accuracy'], reuse[arm, seed]['train_seconds'], a.reuse
+            else: (acc, s), src = run(sample, test, arm, seed, DEFAULT_EPOCHS, DEFAULT_LR), None
+            runs.append(dict(arm=arm, seed=seed, accuracy=acc, train_seconds=round(s, 1), **({'from': src} if src else {})))
             print(f'{arm:8s} seed {seed}: {acc:.1%} ({s:.0f}s training)', flush=True)
             res = dict(corpus=a.corpus, n_per_class=a.n, seeds=a.seeds, epochs=DEFAULT_EPOCHS, lr=DEFAULT_LR,
                        test_size=len(test), test_split_size=len(ds['test']),

@@ -65,7 +65,7 @@ class TextTfm:
     def encodes(self, text:str) -> str: return text
     def __repr__(self): return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.__dict__.items() if not k.startswith('_'))})"
 
-# %% ../nbs/04_augment.ipynb #5ab56bbd
+# %% ../nbs/04_augment.ipynb #ed2ce8fb
 class EDA(TextTfm):
     "Easy Data Augmentation: swap, delete, insert a synonym, or replace by synonyms (one operation per text)"
     def __init__(self, p_swap:float=0.1, # share of words swapped with another word
@@ -95,6 +95,7 @@ class EDA(TextTfm):
         pos = word_positions(pieces)
         if not ops or not pos: return text
         op, p = self.rng.choice(ops)
+        if op in ('insert', 'synonym') and hasattr(self.synonyms, 'prefetch'): self.synonyms.prefetch([pieces[i] for i in pos])
         return join_words(getattr(self, f'_{op}')(pieces, pos, p))
 
     def _n(self, p, pos): return max(1, round(p*len(pos)))
@@ -122,13 +123,14 @@ class EDA(TextTfm):
         return pieces
 
     def _insert(self, pieces, pos, p):
+        adds = []   # (word index, synonym); inserted from the last index back, so earlier indices stay valid
         for _ in range(self._n(p, pos)):
-            pos = word_positions(pieces)
             for _ in range(10):   # a few tries to find a word that has synonyms
                 syns = self._syns(pieces[self.rng.choice(pos)])
                 if syns: break
             if not syns: break
-            pieces = insert_word(pieces, self.rng.choice(pos), self.rng.choice(syns).lower())
+            adds.append((self.rng.choice(pos), self.rng.choice(syns).lower()))
+        for i, w in sorted(adds, key=lambda a: -a[0]): pieces = insert_word(pieces, i, w)
         return pieces
 
 # %% ../nbs/04_augment.ipynb #54784aaa

@@ -137,7 +137,7 @@ def _check_frame(df:pd.DataFrame, text_col:str, label_col:str|None, what:str):
         na = pd.isna(df[label_col]).to_numpy()
         if na.any(): raise ValueError(f"{what}: label column {label_col!r} has missing (NaN/None) labels at rows {_rows(na)}")
 
-# %% ../nbs/00_data.ipynb #f62e0381
+# %% ../nbs/00_data.ipynb #2cf8e250
 class TextClassData:
     "Texts, label indices and token ids (tokenised once, unpadded) for one split"
     def __init__(self, texts:list, labels:list|None, vocab:list, tokenizer, max_len:int):
@@ -152,6 +152,14 @@ class TextClassData:
     def encode(self, texts:list) -> list:
         "Token ids of `texts` (for texts transformed on the fly)"
         return self.tokenizer(list(texts), truncation=True, max_length=self.max_len)['input_ids']
+
+    def tfm_text(self, i:int) -> str:
+        "Text `i` cut after its first `2·max_len` words, for text transforms: the rest can never reach the model"
+        if getattr(self, '_cut', None) is None: self._cut = {}
+        if i not in self._cut:
+            from fmcombo.edits import word_prefix
+            self._cut[i] = word_prefix(self.texts[i], 2*self.max_len)
+        return self._cut[i]
 
     @classmethod
     def from_frame(cls, df:pd.DataFrame, vocab:list, tokenizer, max_len:int, text_col='text', label_col='label', what='data'):
@@ -170,7 +178,7 @@ def _norm_label(l):
     if isinstance(l, (float, np.floating)) and float(l).is_integer(): return int(l)
     return l
 
-# %% ../nbs/00_data.ipynb #d28f8644
+# %% ../nbs/00_data.ipynb #3af60776
 class TextDL(DataLoader):
     "A fastai `DataLoader` over a `TextClassData`: dynamic padding, length-sorted batches, text transforms on training batches"
     def __init__(self, dataset:TextClassData=None, pad_id:int=0, text_tfms:list=None, sortish:bool=False, seed:int|None=None, **kwargs):
@@ -209,7 +217,7 @@ class TextDL(DataLoader):
     def create_batch(self, idxs):
         ds = self.dataset
         if self.text_tfms:
-            texts = [ds.texts[i] for i in idxs]
+            texts = [ds.tfm_text(i) for i in idxs]
             for tfm in self.text_tfms: texts = [tfm(t) for t in texts]
             ids = ds.encode(texts)
         else: ids = [ds.ids[i] for i in idxs]
