@@ -347,7 +347,7 @@ def _pgd(models, perms, x, mask, y, eps:float, steps:int, step_size:float) -> to
         for p in ps: p.delta = delta.detach()
         with torch.no_grad(): return _member_logits(models, perms, x, mask)
 
-# %% ../nbs/07_robustness.ipynb #271f5aca
+# %% ../nbs/07_robustness.ipynb #2800c5ef
 class EmbeddingAttackResult:
     "Accuracy under the embedding attack for each ε"
     def __init__(self, eps:list, preds:np.ndarray, y:np.ndarray, steps:int, rows:np.ndarray):
@@ -390,7 +390,7 @@ class EmbeddingAttackResult:
 class EmbeddingAttack:
     "PGD in word-embedding space, an L2 ball of radius ε per example over its real tokens"
     name = 'embedding'
-    def __init__(self, eps=1.0, # a radius, or a list of radii for a curve
+    def __init__(self, eps=0.1, # a radius, or a list of radii for a curve (the default: see the end of the notebook)
                  steps:int=10, # PGD steps
                  step_size:float|None=None, # None: 2.5·ε/steps
                  bs:int=32, # texts per forward pass
@@ -431,10 +431,10 @@ class EmbeddingAttack:
 
     def __repr__(self): return f"EmbeddingAttack(eps={self.eps}, steps={self.steps}, step_size={self.step_size})"
 
-# %% ../nbs/07_robustness.ipynb #34838144
+# %% ../nbs/07_robustness.ipynb #706d7915
 def embedding_attack(learn, # an `FMLearner`, a `save_fm` folder or an `Ensemble`
                      ds, # Dataset or DataFrame with `text` and `label` columns
-                     eps:list=(0., 0.5, 1., 2., 4.), # radii of the perturbation (L2 per example)
+                     eps:list=(0., 0.05, 0.1, 0.2, 0.4), # radii of the perturbation (L2 per example)
                      steps:int=10, # PGD steps
                      n:int|None=None, # attack this many rows drawn with `seed` (None: all)
                      seed:int=0, # seed of the draw

@@ -157,7 +157,7 @@ def test_embedding_attack_leaves_no_hook_on_error(learn, test):
 def test_report_on_learner_folder_and_ensemble(learn, test, tiny, tweets, tmp_path):
     rep = robustness_report(learn, test, n=15, progress=False)
     assert isinstance(rep, RobustnessReport) and isinstance(rep, pd.DataFrame)
-    assert list(rep.index) == ['embedding (ε=1)', 'char', 'word']
+    assert list(rep.index) == ['embedding (ε=0.1)', 'char', 'word']
     assert list(rep.columns) == ['clean accuracy', 'accuracy under attack', 'attack success rate', 'words changed',
                                  'queries per example', 'skipped', 'n']
     assert (rep['accuracy under attack'] <= rep['clean accuracy']).all() and (rep['n'] == 15).all()
@@ -166,7 +166,7 @@ def test_report_on_learner_folder_and_ensemble(learn, test, tiny, tweets, tmp_pa
     learn.save_fm(tmp_path/'m')
     saved = robustness_report(tmp_path/'m', test, attacks=['char', 'embedding'], n=15, progress=False)
     assert saved.loc['char', 'accuracy under attack'] == rep.loc['char', 'accuracy under attack']
-    assert saved.loc['embedding (ε=1)', 'accuracy under attack'] == rep.loc['embedding (ε=1)', 'accuracy under attack']
+    assert saved.loc['embedding (ε=0.1)', 'accuracy under attack'] == rep.loc['embedding (ε=0.1)', 'accuracy under attack']
     other = fm_learner(fm_dls(sample_per_class(tweets['train'], 16, seed=1), backbone=tiny, bs=8, max_len=64, seed=1))
     ens = robustness_report(Ensemble([learn, other]), test, n=15, progress=False)
     assert list(ens.index) == list(rep.index)
