@@ -31,7 +31,7 @@ def splits(corpus:str, n:int, draw:int):
         test = test.train_test_split(test_size=TWEET_TEST, stratify_by_column='label', seed=0)['test']
     return train, valid, test
 
-def member_dir(cache, corpus, n, draw, seed): return Path(cache)/f'{corpus}-{n}'/f'draw{draw}'/f'seed{seed}'
+def member_dir(cache, corpus, n, draw, seed): return Path(cache)/f'{corpus}-{n}-lr{DEFAULT_LR:g}-e{DEFAULT_EPOCHS}'/f'draw{draw}'/f'seed{seed}'   # the recipe is part of the key
 
 def train_member(train, seed, epochs=DEFAULT_EPOCHS, lr=DEFAULT_LR, cbs=None):
     dls = fm_dls(train, bs=16, seed=seed, backbone=BACKBONE)

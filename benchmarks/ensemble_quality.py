@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from ensemble_members import splits, get_member, member_dir, CACHE, BACKBONE
 from fmcombo.data import fm_dls
 from fmcombo.learner import fm_learner, DEFAULT_EPOCHS, DEFAULT_LR
+from fmcombo.augment import EDA
 from fmcombo.ensemble import Ensemble, METHODS, SnapshotEnsemble, SWA, soup, Distill, _targets, _scores
 
 OUT = Path(__file__).parent/'results'/'ensemble_quality.json'
@@ -33,7 +34,7 @@ def cached(path:Path, fn):
     t0 = time.perf_counter(); res = fn(); res['seconds'] = time.perf_counter() - t0
     path.write_text(json.dumps(res)); return res
 
-STEPS = ('combos', 'soups', 'snapshot', 'swa', 'distill')
+STEPS = ('combos', 'soups', 'snapshot', 'swa', 'distill', 'distill_aug')
 
 def one_draw(corpus, n, draw, seeds, cache, steps=STEPS):
     train, valid, test = splits(corpus, n, draw)
@@ -83,6 +84,13 @@ def one_draw(corpus, n, draw, seeds, cache, steps=STEPS):
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(DEFAULT_EPOCHS, DEFAULT_LR)
         return dict(scores(learn, test), train_seconds=time.perf_counter() - t0)
     if 'distill' in steps: res['distilled'] = cached(root/'distill.json', distill); print('  distillation done', flush=True)
+    def distill_aug():   # the teacher also labels EDA-augmented texts: a transfer set larger than the 32 (or 8) examples
+        learn = fm_learner(fm_dls(train, bs=16, seed=seeds[0], backbone=BACKBONE, text_tfms=[EDA(seed=seeds[0])]),
+                           cbs=[Distill(Ensemble(members), T=2., weight=0.5)])
+        t0 = time.perf_counter()
+        with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(DEFAULT_EPOCHS, DEFAULT_LR)
+        return dict(scores(learn, test), train_seconds=time.perf_counter() - t0)
+    if 'distill_aug' in steps: res['distilled, EDA'] = cached(root/'distill_aug.json', distill_aug); print('  distillation with EDA done', flush=True)
     return res, secs
 
 def fmt(xs, pct=True):
@@ -90,11 +98,11 @@ def fmt(xs, pct=True):
     f = (lambda v: f'{100*v:.1f}') if pct else (lambda v: f'{v:.3f}')
     return f(xs.mean()) + (f' ± {f(xs.std(ddof=1))}' if len(xs) > 1 else '')
 
-def _kept(d) -> str:
+def _kept(d, key='distilled') -> str:
     "Student's gain over the mean member, as a share of the mean_probs ensemble's"
     mean = np.mean([m['accuracy'] for m in d['members']])
     gain = d['mean_probs']['accuracy'] - mean
-    return f"{(d['distilled']['accuracy'] - mean) / gain:.0%}" if gain > 0 else 'n/a (the ensemble gained nothing)'
+    return f"{(d[key]['accuracy'] - mean) / gain:.0%}" if gain > 0 else 'n/a (the ensemble gained nothing)'
 
 def table(draws:list, n_members:int):
     "Rows: mean ± std over draws (members: over members and draws)"
@@ -118,6 +126,8 @@ def table(draws:list, n_members:int):
     row('SWA (epochs 5-9 of fit_one_cycle)', lambda d: d.get('swa'), train=1, infer=1)
     row('distilled student (T=2, weight 0.5)', lambda d: d.get('distilled'), train=1, infer=1,
         note='share of the ensemble gain kept: ' + ', '.join(_kept(d) for d in draws if 'distilled' in d))
+    row('distilled student, EDA on its inputs (T=2, weight 0.5)', lambda d: d.get('distilled, EDA'), train=1, infer=1,
+        note='share of the ensemble gain kept: ' + ', '.join(_kept(d, 'distilled, EDA') for d in draws if 'distilled, EDA' in d))
     return rows
 
 def main():
