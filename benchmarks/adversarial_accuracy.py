@@ -24,7 +24,8 @@ from fmcombo.learner import fm_learner, DEFAULT_EPOCHS, DEFAULT_LR
 from fmcombo.adversarial import FGM, FreeLB, PGD, SMART, AWP
 
 ARMS = {'plain': lambda: [], 'FGM': lambda: [FGM()], 'FreeLB': lambda: [FreeLB()],
-        'PGD': lambda: [PGD()], 'SMART': lambda: [SMART()], 'AWP': lambda: [AWP()]}
+        'PGD': lambda: [PGD()], 'SMART': lambda: [SMART()], 'AWP': lambda: [AWP()],
+        'FGM eps=0.3': lambda: [FGM(eps=0.3)], 'FGM eps=3': lambda: [FGM(eps=3.)]}   # the last two: is FGM's default eps right?
 
 def test_subset(ds, size:int):
     "A fixed stratified subset of the test split (the whole split when `size` is 0 or too large)"
