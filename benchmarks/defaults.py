@@ -45,7 +45,9 @@ def main():
     ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     ap.add_argument('--recipes', nargs='+', default=None, help="recipe names, or 'default' (all when omitted)")
     ap.add_argument('--out', default=None)
+    ap.add_argument('--threads', type=int, default=None, help='torch threads (1 when several processes share the seeds)')
     a = ap.parse_args()
+    if a.threads: torch.set_num_threads(a.threads)
     recipes = {DEFAULT: ('mean', 'fit_one_cycle', DEFAULT_EPOCHS, DEFAULT_LR)} if a.recipes == ['default'] else (
         {k: RECIPES[k] for k in a.recipes} if a.recipes else RECIPES)
     ds = load_corpus(a.corpus)
