@@ -35,6 +35,7 @@ def main():
     ap.add_argument('--max-len', type=int, default=128)
     ap.add_argument('--backbone', default=None, help='None: the default backbone (a folder, for smoke tests)')
     ap.add_argument('--threads', type=int, default=None)
+    ap.add_argument('--only-seeds', type=int, nargs='+', default=None, help='run these of --seeds only (the unlabelled pool still excludes every --seeds sample): several processes can share the seeds')
     ap.add_argument('--out', default=None)
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
@@ -50,7 +51,8 @@ def main():
     def load(): return json.loads(out.read_text())['runs'] if out.exists() and out.stat().st_size else []
     def evaluate(learn): return float((learn.predict_texts(test['text'], bs=64)[1].argmax(1) == np.array(test['label'])).mean())
     tapt = None
-    for seed in a.seeds:
+    if (cache/'config.json').exists(): tapt = str(cache)   # adapted by an earlier or parallel run on the same pool
+    for seed in (a.only_seeds or a.seeds):
         sample = sample_per_class(ds['train'], a.n, seed=seed)
         for m in a.methods:
             if any(r['method'] == m and r['seed'] == seed for r in load()): continue
