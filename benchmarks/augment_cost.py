@@ -60,9 +60,9 @@ def main():
                   'goal': {'EmbedMix': '≤ 1.05', 'NEFTune': '≤ 1.05', 'R-Drop': '≤ 2.1'}.get(m, '')} for m in methods]
     # text transforms: transform a batch of texts and tokenise it again, as the training loader does
     dls = learn.dls
-    texts = dls.train.dataset.texts[:a.bs]
+    texts = [dls.train.dataset.tfm_text(i) for i in range(a.bs)]   # what the training loader hands the transforms: cut after 2*max_len words
     tfms = {'EDA': EDA(synonyms=EmbeddingSynonyms(), seed=0), 'AEDA': AEDA(seed=0), 'CharNoise': CharNoise(seed=0)}
-    for t in tfms.values(): [t(x) for x in texts]      # warm-up (loads the synonym source once)
+    for t in tfms.values(): [t(x) for x in texts]      # warm-up: loads the synonym source and looks these texts' words up once, as the first epoch does
     tfm_rows = []
     def per_batch(f, n=30):   # process CPU time: the transforms are single-threaded Python
         ts = []
