@@ -347,12 +347,11 @@ def _pgd(models, perms, x, mask, y, eps:float, steps:int, step_size:float) -> to
         for p in ps: p.delta = delta.detach()
         with torch.no_grad(): return _member_logits(models, perms, x, mask)
 
-# %% ../nbs/07_robustness.ipynb #2800c5ef
+# %% ../nbs/07_robustness.ipynb #c36b03df
 class EmbeddingAttackResult:
     "Accuracy under the embedding attack for each ε"
-    def __init__(self, eps:list, preds:np.ndarray, y:np.ndarray, steps:int, rows:np.ndarray):
-        self.eps, self.preds, self.y, self.steps, self.rows = list(eps), preds, y, steps, rows
-        self.clean = self.preds_clean = None
+    def __init__(self, eps:list, preds:np.ndarray, preds_clean:np.ndarray, y:np.ndarray, steps:int, rows:np.ndarray):
+        self.eps, self.preds, self.preds_clean, self.y, self.steps, self.rows = list(eps), preds, preds_clean, y, steps, rows
 
     def summary(self, eps:float|None=None, # ε of the row; None: the largest
                ) -> dict:
@@ -424,10 +423,8 @@ class EmbeddingAttack:
         victim.queries += len(texts) * (1 + sum(self.steps + 1 for e in self.eps if e > 0))
         inv = np.argsort(order)
         P = {e: torch.cat(v).numpy()[inv] for e, v in preds.items()}
-        res = EmbeddingAttackResult(self.eps, np.stack([P[e] for e in self.eps]), np.asarray(y), self.steps,
-                                    np.arange(len(texts)) if rows is None else rows)
-        res.preds_clean = P[0.]
-        return res
+        return EmbeddingAttackResult(self.eps, np.stack([P[e] for e in self.eps]), P[0.], np.asarray(y), self.steps,
+                                     np.arange(len(texts)) if rows is None else rows)
 
     def __repr__(self): return f"EmbeddingAttack(eps={self.eps}, steps={self.steps}, step_size={self.step_size})"
 
