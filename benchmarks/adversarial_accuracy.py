@@ -13,7 +13,8 @@ whole 7.6k test split would cost more than the training). The callbacks use thei
 (literature values, not tuned here). Writes benchmarks/results/adversarial_accuracy.json
 (rewritten after every run, so a partial run still leaves its results). `--reuse` takes the runs that
 benchmarks/robustness.py made of the same arm, seed and setting (it trains plain, FGM and FreeLB
-the same way and measures them on the same test subset) instead of training them again.
+the same way and measures them on the same test subset) instead of training them again. The arms named
+`METHOD arg=value` are each method's default against one alternative of its strength: how the defaults were chosen.
 """
 import argparse, json, sys, time
 from pathlib import Path
@@ -25,7 +26,10 @@ from fmcombo.adversarial import FGM, FreeLB, PGD, SMART, AWP
 
 ARMS = {'plain': lambda: [], 'FGM': lambda: [FGM()], 'FreeLB': lambda: [FreeLB()],
         'PGD': lambda: [PGD()], 'SMART': lambda: [SMART()], 'AWP': lambda: [AWP()],
-        'FGM eps=0.3': lambda: [FGM(eps=0.3)], 'FGM eps=3': lambda: [FGM(eps=3.)]}   # the last two: is FGM's default eps right?
+        'FGM eps=0.3': lambda: [FGM(eps=0.3)], 'FGM eps=3': lambda: [FGM(eps=3.)],   # is FGM's default eps right?
+        # each method's default against one alternative of its strength, to choose the defaults by measurement
+        'PGD eps=0.3': lambda: [PGD(eps=0.3, step_size=0.1)], 'FreeLB adv_lr=0.3': lambda: [FreeLB(adv_lr=0.3, init_mag=0.3)],
+        'SMART eps=1': lambda: [SMART(eps=1.)], 'AWP adv_eps=0.001': lambda: [AWP(adv_eps=0.001)]}
 
 def test_subset(ds, size:int):
     "A fixed stratified subset of the test split (the whole split when `size` is 0 or too large)"

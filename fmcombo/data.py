@@ -252,7 +252,7 @@ def _display(df):
     except ImportError: pass
     print(df.to_string())
 
-# %% ../nbs/00_data.ipynb #024dbf0a
+# %% ../nbs/00_data.ipynb #ef84e39c
 class FMDataLoaders(DataLoaders):
     "fastai `DataLoaders` that know their tokenizer, backbone and label vocabulary"
     def __init__(self, *loaders, tokenizer=None, backbone:str=None, max_len:int=128, seed:int|None=None, path='.', device=None):
@@ -273,6 +273,21 @@ class FMDataLoaders(DataLoaders):
         if labels is not None: df['label'] = list(labels)
         data = TextClassData.from_frame(df, self.vocab, self.tokenizer, self.max_len, what='texts')
         return TextDL(data, bs=bs, shuffle=False, pad_id=self.train.pad_id, device=self.device)
+
+    def with_train(self, texts:list, # texts to add to the training set
+                   labels:list, # their labels: indices into `vocab`
+                  ) -> FMDataLoaders:
+        "New `DataLoaders` whose training set is this one's plus `texts` (validation, tokenizer, batching and seed kept)"
+        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+            raise TypeError("texts must be a list of strings")
+        labels = [int(l) for l in labels]
+        if len(labels) != len(texts): raise ValueError(f"labels has {len(labels)} values for {len(texts)} texts")
+        bad = [l for l in labels if not 0 <= l < len(self.vocab)]
+        if bad: raise ValueError(f"labels must be indices into the vocabulary (0 to {len(self.vocab)-1}); got {bad[:5]}")
+        base = self.train.dataset
+        data = TextClassData(base.texts + list(texts), list(base.labels) + labels, base.vocab, base.tokenizer, base.max_len)
+        return FMDataLoaders(self.train.new(dataset=data), *self.loaders[1:], tokenizer=self.tokenizer, backbone=self.backbone,
+                             max_len=self.max_len, seed=self.seed, path=self.path, device=self.device)
 
 # %% ../nbs/00_data.ipynb #5ae8b0e8
 def _label_vocab(df:pd.DataFrame, label_col:str, names:list|None) -> list:

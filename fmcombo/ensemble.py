@@ -25,7 +25,7 @@ from .learner import (FMLearner, fm_learner, learner_from_model, load_fm_learner
 
 # %% auto #0
 __all__ = ['METHODS', 'ece', 'reliability_diagram', 'Ensemble', 'train_ensemble', 'learner_like', 'SnapshotEnsemble', 'SWA',
-           'soup', 'Distill']
+           'soup', 'Distill', 'transfer_set']
 
 # %% ../nbs/06_ensemble.ipynb #dd18fc31
 def _np(x) -> np.ndarray: return x.detach().cpu().float().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
@@ -482,3 +482,19 @@ class Distill(Callback):
         if self.weight == 0: return hard
         kd = F.kl_div(F.log_softmax(pred.float() / self.T, -1), self.soft.clamp_min(1e-12), reduction='batchmean') * self.T**2
         return (1 - self.weight) * hard + self.weight * kd
+
+# %% ../nbs/06_ensemble.ipynb #0f36e236
+def transfer_set(dls:FMDataLoaders, # the student's data; its training texts keep their true labels
+                 teacher, # an `Ensemble` (or one `FMLearner`) that labels `texts`
+                 texts:list, # unlabelled texts from the task: the transfer set
+                 bs:int|None=None, # batch size of the teacher's predictions
+                ) -> FMDataLoaders:
+    "`dls` whose training set also holds `texts`, labelled with `teacher`'s predictions, for `Distill`"
+    if isinstance(texts, str) or not hasattr(texts, '__iter__') or not all(isinstance(t, str) for t in texts):
+        raise TypeError(f"texts must be a list of strings; got {type(texts).__name__}")
+    texts = [t for t in texts if t.strip()]
+    if not texts: raise ValueError("texts holds no non-empty text: nothing to add to the transfer set")
+    teacher = teacher if isinstance(teacher, Ensemble) else Ensemble([teacher])
+    if [str(v) for v in dls.vocab] != teacher.vocab:
+        raise ValueError(f"the student's labels {list(dls.vocab)} differ from the teacher's {teacher.vocab} (or their order)")
+    return dls.with_train(texts, teacher.get_preds(texts, bs).argmax(1).tolist())
