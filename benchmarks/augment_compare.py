@@ -27,6 +27,13 @@ METHODS = {  # name: (text_tfms, callbacks), built fresh for each run
     'TMix': lambda: ([], [TMix()]),
     'NEFTune': lambda: ([], [NEFTune()]),
     'R-Drop': lambda: ([], [RDrop()]),
+    # one alternative strength per method, against its default: how the defaults were chosen
+    'EDA p=0.05': lambda: ([EDA(0.05, 0.05, 0.05, 0.05)], []),
+    'AEDA ratio=0.1': lambda: ([AEDA(ratio=0.1)], []),
+    'EmbedMix alpha=1': lambda: ([], [EmbedMix(alpha=1.)]),
+    'TMix alpha=2': lambda: ([], [TMix(alpha=2.)]),
+    'NEFTune alpha=15': lambda: ([], [NEFTune(alpha=15.)]),
+    'R-Drop alpha=3': lambda: ([], [RDrop(alpha=3.)]),
 }
 
 def test_split(ds, n_test):
@@ -66,7 +73,7 @@ def main():
     ap.add_argument('--n', type=int, default=8, help='training examples per class')
     ap.add_argument('--test', type=int, default=0, help='evaluate on a stratified subset of this size (0: whole test split)')
     ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    ap.add_argument('--methods', nargs='+', default=list(METHODS))
+    ap.add_argument('--methods', nargs='+', default=list(METHODS)[:7], choices=list(METHODS), help='default: the methods at their defaults')
     ap.add_argument('--max-len', type=int, default=128, help='tokens per text')
     ap.add_argument('--threads', type=int, default=None, help='torch threads (several processes can share the seeds)')
     ap.add_argument('--out', default=None)

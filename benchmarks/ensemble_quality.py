@@ -7,7 +7,9 @@ Members come from benchmarks/ensemble_members.py (same cache, trained here when 
 seed on the draw's training sample, reused by every combination method. `weighted`, `stacking`
 and the greedy soup are fitted on the draw's validation sample (disjoint from the training sample,
 taken from the training split). Snapshot, SWA and the distilled student train once per draw with
-seed 0 (the same batches and head as member 0). Each finished step is cached beside the members,
+seed 0 (the same batches and head as member 0). The transfer-set student also learns from
+--transfer unlabelled texts of the training split (disjoint from both samples) labelled by the
+ensemble (`transfer_set`), for --transfer-epochs epochs. Each finished step is cached beside the members,
 so a rerun resumes. Writes (merging corpora) benchmarks/results/ensemble_quality.json.
 """
 import argparse, json, sys, time
@@ -16,10 +18,10 @@ import numpy as np, torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ensemble_members import splits, get_member, member_dir, CACHE, BACKBONE
-from fmcombo.data import fm_dls
+from fmcombo.data import fm_dls, load_corpus
 from fmcombo.learner import fm_learner, DEFAULT_EPOCHS, DEFAULT_LR
 from fmcombo.augment import EDA
-from fmcombo.ensemble import Ensemble, METHODS, SnapshotEnsemble, SWA, soup, Distill, _targets, _scores
+from fmcombo.ensemble import Ensemble, METHODS, SnapshotEnsemble, SWA, soup, Distill, transfer_set, _targets, _scores
 
 OUT = Path(__file__).parent/'results'/'ensemble_quality.json'
 KEYS = ('accuracy', 'macro_f1', 'log_loss', 'ece')
@@ -34,9 +36,16 @@ def cached(path:Path, fn):
     t0 = time.perf_counter(); res = fn(); res['seconds'] = time.perf_counter() - t0
     path.write_text(json.dumps(res)); return res
 
-STEPS = ('combos', 'soups', 'snapshot', 'swa', 'distill', 'distill_aug')
+STEPS = ('combos', 'soups', 'snapshot', 'swa', 'distill', 'distill_aug', 'distill_transfer')
 
-def one_draw(corpus, n, draw, seeds, cache, steps=STEPS):
+def transfer_texts(corpus, n, draw, size):
+    "`size` unlabelled texts of the training split, disjoint from the draw's training and validation samples (seed 2000+draw)"
+    train, valid, _ = splits(corpus, n, draw)
+    taken = set(train['text']) | set(valid['text'])
+    rest = [t for t in load_corpus(corpus)['train']['text'] if t not in taken]
+    return [rest[i] for i in np.sort(np.random.default_rng(2000+draw).choice(len(rest), min(size, len(rest)), replace=False))]
+
+def one_draw(corpus, n, draw, seeds, cache, steps=STEPS, transfer=1000, transfer_epochs=3):
     train, valid, test = splits(corpus, n, draw)
     root = member_dir(cache, corpus, n, draw, 0).parent
     got = [get_member(cache, corpus, n, draw, s, train) for s in seeds]
@@ -91,6 +100,16 @@ def one_draw(corpus, n, draw, seeds, cache, steps=STEPS):
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(DEFAULT_EPOCHS, DEFAULT_LR)
         return dict(scores(learn, test), train_seconds=time.perf_counter() - t0)
     if 'distill_aug' in steps: res['distilled, EDA'] = cached(root/'distill_aug.json', distill_aug); print('  distillation with EDA done', flush=True)
+    def distill_transfer():   # the teacher labels unlabelled texts of the task: a transfer set
+        ens = Ensemble(members)
+        dls = transfer_set(fm_dls(train, bs=16, seed=seeds[0], backbone=BACKBONE), ens, transfer_texts(corpus, n, draw, transfer))
+        learn = fm_learner(dls, cbs=[Distill(ens, T=2., weight=0.5)])
+        t0 = time.perf_counter()
+        with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(transfer_epochs, DEFAULT_LR)
+        return dict(scores(learn, test), train_seconds=time.perf_counter() - t0, transfer=len(dls.train_ds.texts) - len(train), epochs=transfer_epochs)
+    if 'distill_transfer' in steps:
+        res['distilled, transfer set'] = cached(root/f'distill_transfer{transfer}-e{transfer_epochs}.json', distill_transfer)
+        print('  distillation on a transfer set done', flush=True)
     return res, secs
 
 def fmt(xs, pct=True):
@@ -128,6 +147,10 @@ def table(draws:list, n_members:int):
         note='share of the ensemble gain kept: ' + ', '.join(_kept(d) for d in draws if 'distilled' in d))
     row('distilled student, EDA on its inputs (T=2, weight 0.5)', lambda d: d.get('distilled, EDA'), train=1, infer=1,
         note='share of the ensemble gain kept: ' + ', '.join(_kept(d, 'distilled, EDA') for d in draws if 'distilled, EDA' in d))
+    tr = next((d['distilled, transfer set'] for d in draws if 'distilled, transfer set' in d), None)
+    if tr: row(f"distilled student, transfer set of {tr['transfer']} unlabelled texts ({tr['epochs']} epochs, T=2, weight 0.5)",
+               lambda d: d.get('distilled, transfer set'), train=None, infer=1,
+               note='share of the ensemble gain kept: ' + ', '.join(_kept(d, 'distilled, transfer set') for d in draws if 'distilled, transfer set' in d) + f"; {tr['train_seconds']:.0f}s training")
     return rows
 
 def main():
@@ -136,12 +159,14 @@ def main():
     ap.add_argument('--draws', type=int, nargs='+', default=[0]); ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2, 3, 4])
     ap.add_argument('--cache', default=str(CACHE)); ap.add_argument('--threads', type=int, default=0)
     ap.add_argument('--out', default=str(OUT))
+    ap.add_argument('--transfer', type=int, default=1000, help='unlabelled texts in the distillation transfer set')
+    ap.add_argument('--transfer-epochs', type=int, default=3, help="the transfer-set student's epochs (it sees many more texts than a member)")
     ap.add_argument('--steps', nargs='+', default=list(STEPS), choices=STEPS, help='what to run (each is cached: run steps in parallel processes, then all of them to collect)')
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
     draws, secs = [], []
     for d in a.draws:
-        r, s = one_draw(a.corpus, a.n, d, a.seeds, a.cache, a.steps)
+        r, s = one_draw(a.corpus, a.n, d, a.seeds, a.cache, a.steps, a.transfer, a.transfer_epochs)
         draws.append(r); secs += s
     test_size = len(splits(a.corpus, a.n, a.draws[0])[2])
     out = Path(a.out)
