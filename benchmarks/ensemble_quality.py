@@ -9,7 +9,9 @@ and the greedy soup are fitted on the draw's validation sample (disjoint from th
 taken from the training split). Snapshot, SWA and the distilled student train once per draw with
 seed 0 (the same batches and head as member 0). The transfer-set student also learns from
 --transfer unlabelled texts of the training split (disjoint from both samples) labelled by the
-ensemble (`transfer_set`), for --transfer-epochs epochs. Each finished step is cached beside the members,
+ensemble (`transfer_set`), for --transfer-epochs epochs; its control (`distill_transfer_one`) is the
+same student taught by member 0 alone, which tells the teacher's share of the gain from the
+unlabelled texts' share. Each finished step is cached beside the members,
 so a rerun resumes. Writes (merging corpora) benchmarks/results/ensemble_quality.json.
 """
 import argparse, json, sys, time
@@ -31,12 +33,14 @@ def scores(learn_or_ens, test):
     return {k: v for k, v in e.evaluate(test).items() if k in KEYS}
 
 def cached(path:Path, fn):
-    "fn()'s JSON result, computed once and kept at `path`"
+    "fn()'s JSON result, computed once and kept at `path` (with --collect: None where it was not computed)"
     if path.exists(): return json.loads(path.read_text())
+    if COLLECT: return None
     t0 = time.perf_counter(); res = fn(); res['seconds'] = time.perf_counter() - t0
     path.write_text(json.dumps(res)); return res
 
-STEPS = ('combos', 'soups', 'snapshot', 'swa', 'distill', 'distill_aug', 'distill_transfer')
+COLLECT = False   # --collect: tabulate what earlier runs computed, compute nothing new
+STEPS = ('combos', 'soups', 'snapshot', 'swa', 'distill', 'distill_aug', 'distill_transfer', 'distill_transfer_one')
 
 def transfer_texts(corpus, n, draw, size):
     "`size` unlabelled texts of the training split, disjoint from the draw's training and validation samples (seed 2000+draw)"
@@ -100,17 +104,20 @@ def one_draw(corpus, n, draw, seeds, cache, steps=STEPS, transfer=1000, transfer
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(DEFAULT_EPOCHS, DEFAULT_LR)
         return dict(scores(learn, test), train_seconds=time.perf_counter() - t0)
     if 'distill_aug' in steps: res['distilled, EDA'] = cached(root/'distill_aug.json', distill_aug); print('  distillation with EDA done', flush=True)
-    def distill_transfer():   # the teacher labels unlabelled texts of the task: a transfer set
-        ens = Ensemble(members)
+    def distill_transfer(ens):   # the teacher labels unlabelled texts of the task: a transfer set
         dls = transfer_set(fm_dls(train, bs=16, seed=seeds[0], backbone=BACKBONE), ens, transfer_texts(corpus, n, draw, transfer))
         learn = fm_learner(dls, cbs=[Distill(ens, T=2., weight=0.5)])
         t0 = time.perf_counter()
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(transfer_epochs, DEFAULT_LR)
         return dict(scores(learn, test), train_seconds=time.perf_counter() - t0, transfer=len(dls.train_ds.texts) - len(train), epochs=transfer_epochs)
     if 'distill_transfer' in steps:
-        res['distilled, transfer set'] = cached(root/f'distill_transfer{transfer}-e{transfer_epochs}.json', distill_transfer)
+        res['distilled, transfer set'] = cached(root/f'distill_transfer{transfer}-e{transfer_epochs}.json', lambda: distill_transfer(Ensemble(members)))
         print('  distillation on a transfer set done', flush=True)
-    return res, secs
+    if 'distill_transfer_one' in steps:   # the control: the same transfer set labelled by member 0 alone (self-training, one round)
+        res['distilled from member 0, transfer set'] = cached(root/f'distill_transfer{transfer}-e{transfer_epochs}-member0.json',
+                                                              lambda: distill_transfer(Ensemble(members[:1])))
+        print('  distillation from member 0 on the transfer set done', flush=True)
+    return {k: v for k, v in res.items() if v is not None}, secs
 
 def fmt(xs, pct=True):
     xs = np.asarray(xs, dtype=float)
@@ -121,7 +128,9 @@ def _kept(d, key='distilled') -> str:
     "Student's gain over the mean member, as a share of the mean_probs ensemble's"
     mean = np.mean([m['accuracy'] for m in d['members']])
     gain = d['mean_probs']['accuracy'] - mean
-    return f"{(d[key]['accuracy'] - mean) / gain:.0%}" if gain > 0 else 'n/a (the ensemble gained nothing)'
+    student = d[key]['accuracy'] - mean
+    if gain <= 0: return f'n/a (the ensemble gained nothing; student {100*student:+.1f} points over the mean member)'
+    return f"{student / gain:.0%} (student {100*student:+.1f}, ensemble {100*gain:+.1f} points over the mean member)"
 
 def table(draws:list, n_members:int):
     "Rows: mean ± std over draws (members: over members and draws)"
@@ -131,7 +140,7 @@ def table(draws:list, n_members:int):
         vals = [v for v in vals if v is not None]
         if not vals: return
         flat = [x for v in vals for x in (v if isinstance(v, list) else [v])]
-        rows.append({'model': name, **{k: fmt([x[k] for x in flat], k != 'log_loss') for k in KEYS},
+        rows.append({'model': name, 'draws': len(vals), **{k: fmt([x[k] for x in flat], k != 'log_loss') for k in KEYS},
                      'training (member runs)': train, 'inference (member passes)': infer, 'note': note})
     row('single member (mean ± std over members)', lambda d: d.get('members'), train=1, infer=1)
     row('member 0 (seed 0: pairs with snapshot, SWA, student)', lambda d: d['members'][0] if 'members' in d else None, train=1, infer=1)
@@ -151,6 +160,9 @@ def table(draws:list, n_members:int):
     if tr: row(f"distilled student, transfer set of {tr['transfer']} unlabelled texts ({tr['epochs']} epochs, T=2, weight 0.5)",
                lambda d: d.get('distilled, transfer set'), train=None, infer=1,
                note='share of the ensemble gain kept: ' + ', '.join(_kept(d, 'distilled, transfer set') for d in draws if 'distilled, transfer set' in d) + f"; {tr['train_seconds']:.0f}s training")
+    if tr: row(f"control: the same student taught by member 0 alone (same transfer set)",
+               lambda d: d.get('distilled from member 0, transfer set'), train=None, infer=1,
+               note='share of the ensemble gain: ' + ', '.join(_kept(d, 'distilled from member 0, transfer set') for d in draws if 'distilled from member 0, transfer set' in d))
     return rows
 
 def main():
@@ -162,8 +174,10 @@ def main():
     ap.add_argument('--transfer', type=int, default=1000, help='unlabelled texts in the distillation transfer set')
     ap.add_argument('--transfer-epochs', type=int, default=3, help="the transfer-set student's epochs (it sees many more texts than a member)")
     ap.add_argument('--steps', nargs='+', default=list(STEPS), choices=STEPS, help='what to run (each is cached: run steps in parallel processes, then all of them to collect)')
+    ap.add_argument('--collect', action='store_true', help='only tabulate the steps earlier runs computed (e.g. a draw run with fewer --steps)')
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
+    global COLLECT; COLLECT = a.collect
     draws, secs = [], []
     for d in a.draws:
         r, s = one_draw(a.corpus, a.n, d, a.seeds, a.cache, a.steps, a.transfer, a.transfer_epochs)
@@ -173,7 +187,8 @@ def main():
     res = json.loads(out.read_text()) if out.exists() else {'corpora': {}}
     res['corpora'][a.corpus] = dict(n_per_class=a.n, draws=a.draws, seeds=a.seeds, test_size=test_size, valid_size=len(splits(a.corpus, a.n, a.draws[0])[1]),
                                     member_train_seconds=round(float(np.mean(secs)), 1), table=table(draws, len(a.seeds)), runs=draws,
-                                    command='python benchmarks/ensemble_quality.py ' + ' '.join(sys.argv[1:]))
+                                    command='python benchmarks/ensemble_quality.py ' + ' '.join(x for x in sys.argv[1:] if x != '--collect'),
+                                    **({'collected': 'tabulated with --collect from the cached steps of earlier runs of this command'} if a.collect else {}))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2))
     for r in res['corpora'][a.corpus]['table']: print(f"{r['model']:55s} acc {r['accuracy']:>12s}  ECE {r['ece']:>12s}  {r['note']}")

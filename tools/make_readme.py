@@ -1,7 +1,8 @@
 """Write README.md from nbs/index.ipynb (nbdev-readme needs Quarto, which cannot be installed here).
 
 Markdown cells are copied, code cells become ```python blocks (cells marked `#| hide`
-are left out, nbdev directives are dropped), and text outputs follow their cell.
+are left out, cells marked `#| echo: false` show their outputs only, nbdev directives are dropped),
+and text outputs follow their cell.
 """
 import json, re
 from pathlib import Path
@@ -26,7 +27,8 @@ def render(nb_path=ROOT/'nbs'/'index.ipynb') -> str:
         lines = src.splitlines()
         if any(re.match(r'#\|\s*(hide|exporti?)\b', l) for l in lines): continue
         code = '\n'.join(l for l in lines if not l.startswith('#|')).strip()
-        if code: parts.append(f'```python\n{code}\n```')
+        echo = not any(re.match(r'#\|\s*echo:\s*false\b', l) for l in lines)
+        if code and echo: parts.append(f'```python\n{code}\n```')
         for out in c.get('outputs', []):
             t = _text(out)
             if t is None: continue
