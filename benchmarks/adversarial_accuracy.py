@@ -9,8 +9,8 @@ Every arm sees the same samples and seeds (paired): seed s draws the training sa
 the batches and initialises the head. All arms train with `fit_one_cycle(DEFAULT_EPOCHS,
 DEFAULT_LR)` without per-epoch validation, and each model is evaluated once on a fixed
 stratified subset of the test split (2,000 texts by default: the machine is shared, and the
-whole 7.6k test split would cost more than the training). The callbacks use their defaults
-(literature values, not tuned here). Writes benchmarks/results/adversarial_accuracy.json
+whole 7.6k test split would cost more than the training). The arms named after a callback use its
+defaults. Writes benchmarks/results/adversarial_accuracy.json
 (rewritten after every run, so a partial run still leaves its results). `--reuse` takes the runs that
 benchmarks/robustness.py made of the same arm, seed and setting (it trains plain, FGM and FreeLB
 the same way and measures them on the same test subset) instead of training them again. The arms named
