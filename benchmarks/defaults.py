@@ -25,6 +25,7 @@ RECIPES = {  # name: (pooling, method, epochs, lr)
     'HF head (pooler over [CLS]), fine_tune(5, 5e-5)': ('native', 'fine_tune', 5, 5e-5),
     'HF head (pooler over [CLS]), fine_tune(10, 1e-4)': ('native', 'fine_tune', 10, 1e-4),
     'HF head (pooler over [CLS]), fit_one_cycle(10, 3e-4)': ('native', 'fit_one_cycle', 10, 3e-4),
+    'HF head (pooler over [CLS]), fit_one_cycle(10, 1e-4)': ('native', 'fit_one_cycle', 10, 1e-4),
 }
 DEFAULT = f'default: mean head, fit_one_cycle({DEFAULT_EPOCHS}, {DEFAULT_LR:g})'
 

@@ -21,6 +21,14 @@ from fmcombo.augment import self_train, adapt_backbone
 
 METHODS = ['plain', 'self-training', 'task-adaptive pretraining', 'both']
 
+def _setting_args(argv:list) -> list:
+    "The arguments that define the setting, without those that only split the work (--methods, --only-seeds, --threads)"
+    out, skip = [], False
+    for x in argv:
+        if x.startswith('--'): skip = x in ('--methods', '--only-seeds', '--threads')
+        if not skip: out.append(x)
+    return out
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--corpus', default='tweet_sentiment')
@@ -94,7 +102,7 @@ def main():
                         f"max_len {a.max_len}; self_train(threshold={a.threshold}, rounds=2, max_per_class={a.max_per_class}); "
                         f"adapt_backbone(epochs={a.tapt_epochs}); test: stratified subset of {len(test)} of the test split (seed 0)")
                 res = dict(corpus=a.corpus, n_per_class=a.n, unlabelled=a.unlabelled, seeds=seeds, test_size=len(test), note=note, table=table,
-                           runs=runs, command='python benchmarks/unlabelled_compare.py ' + ' '.join(sys.argv[1:]))
+                           runs=runs, command=' '.join(['python benchmarks/unlabelled_compare.py'] + _setting_args(sys.argv[1:])))
                 out.write_text(json.dumps(res, indent=2))
     print(f'wrote {out}')
 

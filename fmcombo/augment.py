@@ -270,7 +270,7 @@ class RDrop(Callback):
         self.learn.loss_grad = (self.loss_grad + loss2)/2 + self.alpha*self.kl
         self.learn.loss = self.loss_grad.clone()
 
-# %% ../nbs/04_augment.ipynb #05b0e3fd
+# %% ../nbs/04_augment.ipynb #c717ad94
 def _check_texts(texts, what:str) -> list:
     if isinstance(texts, (str, bytes, dict, pd.DataFrame)) or not hasattr(texts, '__iter__') or not hasattr(texts, '__len__'):
         raise TypeError(f"{what} must be a list of strings; got {type(texts).__name__}")
@@ -359,7 +359,7 @@ def adapt_backbone(texts:list, # unlabelled texts of the task
     tmp = out.parent/f'.{out.name}.{uuid.uuid4().hex}.tmp'
     try:
         tmp.mkdir(parents=True)
-        mlm.save_pretrained(tmp); tok.save_pretrained(tmp)
+        with quiet_hf(): mlm.save_pretrained(tmp); tok.save_pretrained(tmp)
         losses = [float(v) for v in learn.recorder.values[-1][:2]] if learn.recorder.values else []
         (tmp/_ADAPTED).write_text(json.dumps(dict(base=path, texts=len(texts), epochs=epochs, lr=lr, mask_prob=mask_prob, seed=seed,
                                                   final_train_valid_loss=losses), indent=2))
