@@ -11,7 +11,7 @@ Training: plain `fit_one_cycle`, `SnapshotEnsemble` (with `fit`), `SWA` and `Dis
 ratio is to the plain run of the same repetition. A k-member ensemble or soup costs k plain runs
 (the greedy soup adds k evaluations of the validation set). Writes benchmarks/results/ensemble_cost.json.
 """
-import argparse, json, sys, time
+import argparse, json, os, sys, time
 from pathlib import Path
 import numpy as np, torch
 
@@ -38,7 +38,7 @@ def main():
     out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
     res = dict(inference=None, training=None, texts=a.texts, bs=a.bs, epochs=a.epochs, reps=a.reps, parts=a.parts,
                torch_threads=torch.get_num_threads(), device='cpu',
-               note='2 shared CPU cores, many other jobs running: ratios are measured interleaved, absolute numbers are noisy',
+               note=f'{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads; arms interleaved in one run, so the ratios hold while the load of the machine changes; absolute seconds depend on it',
                command='python benchmarks/ensemble_cost.py ' + ' '.join(sys.argv[1:]))
     def save(): out.write_text(json.dumps(res, indent=2))
     if 'inference' in a.parts: inference_part(a, members, texts, res, save)
