@@ -368,7 +368,7 @@ def adapt_backbone(texts:list, # unlabelled texts of the task
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return str(out.resolve())
 
-# %% ../nbs/04_augment.ipynb #4cbf4098
+# %% ../nbs/04_augment.ipynb #1bb14862
 def _label_indices(labels, vocab) -> np.ndarray:
     o2i = {v: i for i, v in enumerate(vocab)}
     if all(l in o2i for l in labels): return np.array([o2i[l] for l in labels])
@@ -391,7 +391,7 @@ def self_train(learn:FMLearner, # a learner trained on the labelled data
                unlabelled:list, # texts without labels
                threshold:float=0.9, # lowest predicted probability admitted as a pseudo-label
                rounds:int=2, # label-and-retrain rounds
-               max_per_class:int|None=None, # at most this many pseudo-labelled texts per class and round
+               max_per_class:int|None=200, # at most this many pseudo-labelled texts per class and round (None: no cap)
                labels:list|None=None, # true labels of `unlabelled`, only to report pseudo-label accuracy
                epochs:int=DEFAULT_EPOCHS, # epochs of each retraining
                lr:float|None=None, # learning rate of each retraining; None: the learner's
