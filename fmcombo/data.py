@@ -252,7 +252,7 @@ def _display(df):
     except ImportError: pass
     print(df.to_string())
 
-# %% ../nbs/00_data.ipynb #ef84e39c
+# %% ../nbs/00_data.ipynb #4c74ddfe
 class FMDataLoaders(DataLoaders):
     "fastai `DataLoaders` that know their tokenizer, backbone and label vocabulary"
     def __init__(self, *loaders, tokenizer=None, backbone:str=None, max_len:int=128, seed:int|None=None, path='.', device=None):
@@ -275,15 +275,20 @@ class FMDataLoaders(DataLoaders):
         return TextDL(data, bs=bs, shuffle=False, pad_id=self.train.pad_id, device=self.device)
 
     def with_train(self, texts:list, # texts to add to the training set
-                   labels:list, # their labels: indices into `vocab`
+                   labels:list, # their labels: names from `vocab`, or indices into it
                   ) -> FMDataLoaders:
         "New `DataLoaders` whose training set is this one's plus `texts` (validation, tokenizer, batching and seed kept)"
         if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
             raise TypeError("texts must be a list of strings")
-        labels = [int(l) for l in labels]
+        labels = list(labels)
         if len(labels) != len(texts): raise ValueError(f"labels has {len(labels)} values for {len(texts)} texts")
-        bad = [l for l in labels if not 0 <= l < len(self.vocab)]
-        if bad: raise ValueError(f"labels must be indices into the vocabulary (0 to {len(self.vocab)-1}); got {bad[:5]}")
+        o2i = {str(v): i for i, v in enumerate(self.vocab)}
+        unknown = [l for l in labels if isinstance(l, str) and l not in o2i]
+        if unknown: raise ValueError(f"labels {unknown[:5]} are not in the vocabulary {list(self.vocab)}")
+        labels = [o2i[l] if isinstance(l, str) else l for l in labels]
+        bad = [l for l in labels if not isinstance(l, (int, np.integer)) or not 0 <= l < len(self.vocab)]
+        if bad: raise ValueError(f"labels must be names from the vocabulary or indices into it (0 to {len(self.vocab)-1}); got {bad[:5]}")
+        labels = [int(l) for l in labels]
         base = self.train.dataset
         data = TextClassData(base.texts + list(texts), list(base.labels) + labels, base.vocab, base.tokenizer, base.max_len)
         return FMDataLoaders(self.train.new(dataset=data), *self.loaders[1:], tokenizer=self.tokenizer, backbone=self.backbone,
