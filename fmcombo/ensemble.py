@@ -435,7 +435,11 @@ def soup(members:list, # `FMLearner`s or `save_fm` folders fine-tuned from the s
     res.soup_members = [int(i) for i in chosen]
     return res
 
-# %% ../nbs/06_ensemble.ipynb #19c9cf11
+# %% ../nbs/06_ensemble.ipynb #fa5b13c2
+def _check_same_labels(dls, teacher:Ensemble):
+    if [str(v) for v in dls.vocab] != teacher.vocab:
+        raise ValueError(f"the student's labels {list(dls.vocab)} differ from the teacher's {teacher.vocab} (or their order)")
+
 class Distill(Callback):
     "Train on the teacher's softened probabilities plus the true labels"
     run_valid = False
@@ -449,8 +453,7 @@ class Distill(Callback):
         self._cache = {}
 
     def before_fit(self):
-        if [str(v) for v in self.dls.vocab] != self.teacher.vocab:
-            raise ValueError(f"the student's labels {list(self.dls.vocab)} differ from the teacher's {self.teacher.vocab} (or their order)")
+        _check_same_labels(self.dls, self.teacher)
         self.same_tok = all(_tok_key(m) == _tok_key(self.learn) for m in self.teacher.members)
 
     def _teacher_logits(self, x, mask) -> torch.Tensor:
@@ -483,7 +486,7 @@ class Distill(Callback):
         kd = F.kl_div(F.log_softmax(pred.float() / self.T, -1), self.soft.clamp_min(1e-12), reduction='batchmean') * self.T**2
         return (1 - self.weight) * hard + self.weight * kd
 
-# %% ../nbs/06_ensemble.ipynb #0f36e236
+# %% ../nbs/06_ensemble.ipynb #5e6f96c4
 def transfer_set(dls:FMDataLoaders, # the student's data; its training texts keep their true labels
                  teacher, # an `Ensemble` (or one `FMLearner`) that labels `texts`
                  texts:list, # unlabelled texts from the task: the transfer set
@@ -495,6 +498,5 @@ def transfer_set(dls:FMDataLoaders, # the student's data; its training texts kee
     texts = [t for t in texts if t.strip()]
     if not texts: raise ValueError("texts holds no non-empty text: nothing to add to the transfer set")
     teacher = teacher if isinstance(teacher, Ensemble) else Ensemble([teacher])
-    if [str(v) for v in dls.vocab] != teacher.vocab:
-        raise ValueError(f"the student's labels {list(dls.vocab)} differ from the teacher's {teacher.vocab} (or their order)")
+    _check_same_labels(dls, teacher)
     return dls.with_train(texts, teacher.get_preds(texts, bs).argmax(1).tolist())

@@ -25,10 +25,9 @@ from fastcore.basics import store_attr
 from .data import FMDataLoaders, TextDL, TextClassData, _display
 
 # %% auto #0
-__all__ = ['DEFAULT_BACKBONE', 'POOLINGS', 'HEAD_PREFIXES', 'DEFAULT_LR', 'DEFAULT_EPOCHS', 'default_backbone_path',
-           'resolve_backbone', 'load_tokenizer', 'backbone_max_len', 'masked_mean', 'quiet_hf', 'FMClassifier',
-           'load_backbone', 'fm_splitter', 'FusedAdam', 'FMLearner', 'learner_from_model', 'fm_learner', 'save_fm',
-           'load_fm_learner']
+__all__ = ['DEFAULT_BACKBONE', 'POOLINGS', 'DEFAULT_LR', 'DEFAULT_EPOCHS', 'default_backbone_path', 'resolve_backbone',
+           'load_tokenizer', 'backbone_max_len', 'masked_mean', 'quiet_hf', 'FMClassifier', 'load_backbone',
+           'fm_splitter', 'FusedAdam', 'FMLearner', 'learner_from_model', 'fm_learner', 'save_fm', 'load_fm_learner']
 
 # %% ../nbs/01_learner.ipynb #344fb607
 DEFAULT_BACKBONE = 'sentence-transformers/all-MiniLM-L6-v2'
@@ -79,7 +78,7 @@ def backbone_max_len(name_or_path:str|None=None) -> int:
     tok_max = load_tokenizer(path).model_max_length
     return int(min(n, tok_max)) if tok_max and tok_max < 1e9 else int(n)
 
-# %% ../nbs/01_learner.ipynb #0f52a465
+# %% ../nbs/01_learner.ipynb #9d0082a6
 POOLINGS = ('mean', 'cls', 'native')
 
 def masked_mean(h:torch.Tensor, mask:torch.Tensor) -> torch.Tensor:
@@ -101,12 +100,12 @@ def quiet_hf():
         hl.set_verbosity(verbosity)
         if bars: hl.enable_progress_bar()
 
-HEAD_PREFIXES = ('classifier', 'pre_classifier', 'score')   # a checkpoint's classification head: new by design
+_HEAD_PREFIXES = ('classifier', 'pre_classifier', 'score')   # a checkpoint's classification head: new by design
 
 def _from_pretrained(auto_cls, path:str, **kwargs):
     "`auto_cls.from_pretrained(path)` without transformers' load report; warns when backbone weights are missing from `path`"
     with quiet_hf(): model, info = auto_cls.from_pretrained(path, output_loading_info=True, **kwargs)
-    missing = sorted(k for k in info['missing_keys'] if not k.startswith(HEAD_PREFIXES))
+    missing = sorted(k for k in info['missing_keys'] if not k.startswith(_HEAD_PREFIXES))
     if missing:
         warnings.warn(f"{len(missing)} backbone weights were not found in {path} and are freshly initialised: "
                       f"{missing[:5]}{' ...' if len(missing) > 5 else ''}; is it the checkpoint you meant?")
