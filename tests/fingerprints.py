@@ -31,7 +31,7 @@ def _runs():
         'NEFTune': ([], lambda: [NEFTune()], 2), 'RDrop': ([], lambda: [RDrop()], 2),
         'FGM': ([], lambda: [FGM()], 2), 'PGD': ([], lambda: [PGD()], 2), 'FreeLB': ([], lambda: [FreeLB()], 2),
         'SMART': ([], lambda: [SMART()], 2), 'AWP': ([], lambda: [AWP(start_epoch=0)], 2),
-        'SnapshotEnsemble': ([], lambda: [SnapshotEnsemble(2)], 2), 'SWA': ([], lambda: [SWA(start_epoch=1)], 2),
+        'SnapshotEnsemble': ([], lambda: [SnapshotEnsemble(2)], 2), 'SWA': ([], lambda: [SWA(start_epoch=1)], 3),
     }
 
 def fingerprint(model) -> list:
