@@ -1,6 +1,7 @@
 "The real default backbone, in a few bounded tests: it loads offline and learns."
 import os, pytest, torch
-from fmcombo.learner import load_backbone, resolve_backbone, load_tokenizer, backbone_max_len
+from fmcombo.backbone import resolve_backbone, load_tokenizer, backbone_max_len
+from fmcombo.learner import load_backbone
 
 def test_default_loads_offline():
     m = load_backbone(None, num_labels=3)

@@ -3,7 +3,8 @@ import json, subprocess, sys
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from fmcombo.data import fm_dls
-from fmcombo.learner import fm_learner, load_fm_learner, load_backbone, resolve_backbone
+from fmcombo.backbone import resolve_backbone
+from fmcombo.learner import fm_learner, load_fm_learner, load_backbone
 
 @pytest.fixture
 def learn(tiny, few, bbc):
