@@ -9,7 +9,7 @@ STAMP := $(VENV)/.fmcombo-installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch first, pinned: the releases that lie on this machine's disk (DESIGN.md); a looser pin downloads gigabytes
+	# torch first, pinned: a looser pin lets pip fetch gigabytes of a newer CUDA build
 	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
