@@ -29,7 +29,7 @@ from .data import FMDataLoaders, TextDL, TextClassData
 
 # %% auto #0
 __all__ = ['POOLINGS', 'DEFAULT_LR', 'DEFAULT_EPOCHS', 'masked_mean', 'FMClassifier', 'load_backbone', 'fm_splitter', 'FusedAdam',
-           'FMLearner', 'learner_from_model', 'fm_learner', 'save_fm', 'load_fm_learner']
+           'FMLearner', 'learner_from_model', 'fm_learner', 'save_fm', 'load_fm_learner', 'symmetric_kl']
 
 # %% ../nbs/01_learner.ipynb #79841538
 POOLINGS = ('mean', 'cls', 'native')
@@ -272,3 +272,12 @@ def load_fm_learner(path:str|Path, # a folder written by `save_fm`
     dls = FMDataLoaders(TextDL(empty(), bs=16, pad_id=pad), TextDL(empty(), bs=32, pad_id=pad),
                         tokenizer=tok, backbone=str(path.resolve()), max_len=meta['max_len'], device=device)
     return learner_from_model(dls, model, **kwargs)
+
+# %% ../nbs/01_learner.ipynb #286bed88
+def symmetric_kl(p_logits:torch.Tensor, # (bs, classes) logits
+                 q_logits:torch.Tensor, # (bs, classes) logits
+                ) -> torch.Tensor:
+    "KL(p‖q) + KL(q‖p) between the softmax distributions of two logits, summed over classes and averaged over the batch"
+    lp,lq = torch.log_softmax(p_logits.float(), -1),torch.log_softmax(q_logits.float(), -1)
+    kl = lambda a, b: nn.functional.kl_div(b, a, log_target=True, reduction='batchmean')   # KL(a‖b) of log-probabilities
+    return kl(lp, lq) + kl(lq, lp)

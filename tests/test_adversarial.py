@@ -6,9 +6,9 @@ from fastai.callback.training import GradientAccumulation
 from fastai.callback.tracker import SaveModelCallback
 from fastai.learner import Learner
 from fmcombo.data import fm_dls
-from fmcombo.learner import fm_learner
+from fmcombo.learner import fm_learner, symmetric_kl
 from fmcombo.perturb import masked_norm, CPUMixedPrecision
-from fmcombo.adversarial import FGM, PGD, FreeLB, SMART, AWP, AdversarialCallback, sym_kl
+from fmcombo.adversarial import FGM, PGD, FreeLB, SMART, AWP, AdversarialCallback
 
 ALL = [lambda: FGM(), lambda: PGD(), lambda: FreeLB(), lambda: SMART(), lambda: AWP(start_epoch=0)]
 IDS = ['FGM', 'PGD', 'FreeLB', 'SMART', 'AWP']
@@ -94,9 +94,9 @@ def test_smart_regulariser_positive(tiny, short):
     fit(make_learn(tiny, short, [cb]), n=2)
     assert all(l > 0 for l in cb.losses)
     p = torch.randn(4, 3)
-    torch.testing.assert_close(sym_kl(p, p), torch.tensor(0.))
+    torch.testing.assert_close(symmetric_kl(p, p), torch.tensor(0.))
     q = torch.randn(4, 3)
-    torch.testing.assert_close(sym_kl(p, q), sym_kl(q, p))
+    torch.testing.assert_close(symmetric_kl(p, q), symmetric_kl(q, p))
 
 class Boom(Exception): pass
 

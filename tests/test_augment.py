@@ -4,9 +4,9 @@ import numpy as np, pytest, torch
 from fastai.callback.core import Callback, CancelFitException
 from fastai.torch_core import set_seed
 from fmcombo.data import fm_dls
-from fmcombo.learner import fm_learner
+from fmcombo.learner import fm_learner, symmetric_kl
 from fmcombo.edits import EmbeddingSynonyms
-from fmcombo.augment import (EDA, AEDA, CharNoise, EmbedMix, TMix, NEFTune, RDrop, self_train, adapt_backbone, symmetric_kl,
+from fmcombo.augment import (EDA, AEDA, CharNoise, EmbedMix, TMix, NEFTune, RDrop, self_train, adapt_backbone,
                              pick_confident, tmix_layers, _no_dropout)
 
 @pytest.fixture(scope='module')
