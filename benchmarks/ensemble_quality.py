@@ -20,10 +20,10 @@ import numpy as np, torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ensemble_members import splits, get_member, member_dir, CACHE, BACKBONE
-from fmcombo.data import fm_dls, load_corpus
+from fmcombo.data import fm_dls, load_corpus, labelled_texts
 from fmcombo.learner import fm_learner, DEFAULT_EPOCHS, DEFAULT_LR
 from fmcombo.augment import EDA
-from fmcombo.ensemble import Ensemble, METHODS, SnapshotEnsemble, SWA, soup, Distill, transfer_set, _targets, _scores
+from fmcombo.ensemble import Ensemble, METHODS, SnapshotEnsemble, SWA, soup, Distill, transfer_set, classification_scores
 
 OUT = Path(__file__).parent/'results'/'ensemble_quality.json'
 KEYS = ('accuracy', 'macro_f1', 'log_loss', 'ece')
@@ -57,10 +57,10 @@ def one_draw(corpus, n, draw, seeds, cache, steps=STEPS, transfer=1000, transfer
     print(f'{corpus} draw {draw}: {len(members)} members ({np.mean(secs):.0f}s training each)', flush=True)
     def combos():
         ens = Ensemble(members)
-        texts, y = _targets(test, ens.vocab)
+        texts, y = labelled_texts(test, ens.vocab)
         L = ens.member_logits(texts)
         torch.save(dict(logits=L, targets=torch.as_tensor(y), vocab=ens.vocab), root/'test_logits.pt')   # for the notebook's plots
-        res = {'members': [_scores(l.softmax(-1), y, len(ens.vocab)) for l in L]}
+        res = {'members': [classification_scores(l.softmax(-1), y, len(ens.vocab)) for l in L]}
         for m in METHODS:
             e = Ensemble(members, m, valid=valid)
             r = e.evaluate(test, logits=L)

@@ -22,8 +22,8 @@ from .backbone import package_dir, load_tokenizer, resolve_backbone, backbone_ma
 from .edits import word_prefix
 
 # %% auto #0
-__all__ = ['stratified_split', 'load_corpus', 'sample_per_class', 'to_frame', 'check_texts', 'label_indices', 'TextClassData',
-           'TextDL', 'pad_batch', 'display_table', 'FMDataLoaders', 'fm_dls']
+__all__ = ['stratified_split', 'load_corpus', 'sample_per_class', 'to_frame', 'check_texts', 'label_indices', 'labelled_texts',
+           'TextClassData', 'TextDL', 'pad_batch', 'display_table', 'FMDataLoaders', 'fm_dls']
 
 # %% ../nbs/00_data.ipynb #448a6bc3
 def _read_text(f:Path) -> str:
@@ -156,6 +156,18 @@ def label_indices(labels, # label names (strings) from `vocab`, or integer indic
     bad = [l for l in labels if not isinstance(l, str) and (not isinstance(l, int) or isinstance(l, bool) or not 0 <= l < len(names))]
     if bad: raise ValueError(f"{what} must be names from the vocabulary {names} or indices into it (0 to {len(names)-1}); got {bad[:5]}")
     return np.array([o2i[l] if isinstance(l, str) else l for l in labels], dtype=np.int64)
+
+# %% ../nbs/00_data.ipynb #7f310d30
+def labelled_texts(data, # a `datasets.Dataset`, a DataFrame or a CSV path with text and label columns
+                   vocab, # the label vocabulary the labels are names from
+                   what:str='data', # the argument's name, for errors
+                   text_col:str='text', label_col:str='label',
+                  ) -> tuple:
+    "`(texts, class indices)` of labelled `data`: its labels are names from `vocab`"
+    df = to_frame(data, what)
+    for c in (text_col, label_col):
+        if c not in df.columns: raise KeyError(f"{what} needs a {c!r} column; columns are {list(df.columns)}")
+    return check_texts(df[text_col].tolist(), f"{what}: column {text_col!r}"), label_indices([str(_norm_label(l)) for l in df[label_col]], vocab, what)
 
 # %% ../nbs/00_data.ipynb #b08f2177
 def _check_frame(df:pd.DataFrame, text_col:str, label_col:str|None, what:str):
@@ -342,7 +354,7 @@ def _valid_split(df:pd.DataFrame, valid_pct:float, label_col:str, seed:int|None)
         is_valid[idx[:int(round(valid_pct*len(idx)))]] = True
     return df[~is_valid].reset_index(drop=True), df[is_valid].reset_index(drop=True)
 
-# %% ../nbs/00_data.ipynb #4ba11125
+# %% ../nbs/00_data.ipynb #7b33add1
 def fm_dls(train, # training data: a `datasets.Dataset`, a pandas DataFrame or a CSV path
            valid=None, # validation data, in the same forms; or None
            valid_pct:float|None=None, # without `valid`: hold out this stratified share of `train`
@@ -362,11 +374,11 @@ def fm_dls(train, # training data: a `datasets.Dataset`, a pandas DataFrame or a
     if valid is not None and valid_pct is not None: raise ValueError("pass either valid or valid_pct, not both")
     if text_tfms is not None and not all(callable(t) for t in text_tfms): raise TypeError("text_tfms must be a list of callables str -> str")
     names = _label_names(train, label_col) if isinstance(train, datasets.Dataset) and label_col in train.column_names else None
-    tdf = _to_frame(train, 'train')
+    tdf = to_frame(train, 'train')
     _check_frame(tdf, text_col, label_col, 'train')
     vocab = _label_vocab(tdf, label_col, names)
     if valid_pct is not None: tdf, vdf = _valid_split(tdf, valid_pct, label_col, seed)
-    else: vdf = _to_frame(valid, 'valid') if valid is not None else None
+    else: vdf = to_frame(valid, 'valid') if valid is not None else None
     path = resolve_backbone(backbone)
     limit = backbone_max_len(path)
     if max_len > limit: raise ValueError(f"max_len={max_len} is larger than the backbone allows ({limit} tokens)")

@@ -204,9 +204,8 @@ def test_ece():
 
 def test_train_ensemble_mixes_backbones(tiny, few):
     from fmcombo.testing import tiny_backbone
-    from fmcombo.ensemble import _tok_key
     e = train_ensemble(fm_dls(few, backbone=tiny, bs=8), backbones=[None, tiny_backbone(vocab_size=500)], epochs=1, lr=1e-2)
-    assert len({_tok_key(m) for m in e.members}) == 2
+    assert len({m.dls.tokenizer_key for m in e.members}) == 2
     assert e.member_logits(['a goal']).shape == (2, 1, 5)
     with pytest.raises(ValueError, match='one entry per member'): train_ensemble(fm_dls(few, backbone=tiny, bs=8), seeds=[0, 1, 2], backbones=[None])
 

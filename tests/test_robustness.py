@@ -190,5 +190,5 @@ def test_bad_input(learn, test):
     with pytest.raises(ValueError, match='budget'): CharAttack(budget=0)
     with pytest.raises(TypeError, match='needs gradients'): embedding_attack(KeywordModel(), TOY)
     with pytest.raises(TypeError, match='must be an FMLearner'): Victim(object())
-    with pytest.raises(ValueError, match=r"labels \['great'\] that the members do not know"):
+    with pytest.raises(ValueError, match=r"labels \['great'\] are not in the vocabulary \['negative', 'neutral', 'positive'\]"):
         char_attack(learn, pd.DataFrame({'text': ['so good'], 'label': ['great']}))
