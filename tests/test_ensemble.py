@@ -7,7 +7,7 @@ from fastai.losses import CrossEntropyLossFlat
 from fmcombo.data import fm_dls, sample_per_class
 from fmcombo.learner import fm_learner
 from fmcombo.ensemble import (Ensemble, METHODS, train_ensemble, SnapshotEnsemble, SWA, soup, Distill, ece,
-                              reliability_diagram, learner_like, _fit_weights)
+                              reliability_diagram, learner_like)
 
 def _train(tiny, few, seed, epochs=1, cbs=None, **kw):
     learn = fm_learner(fm_dls(few, backbone=tiny, bs=8, seed=seed), cbs=cbs, **kw)
@@ -45,15 +45,6 @@ def test_vote_counts_and_breaks_ties_by_mean_probability(members):
     L = torch.tensor([[[3., 0, 0]], [[0, 5., 0]]])                    # a tie: class 1 has the larger mean probability
     assert e.combine(L).argmax(-1).item() == 1
     torch.testing.assert_close(e.combine(L).sum(-1), torch.ones(1))
-
-def test_fitted_weights_are_a_distribution_that_prefers_the_informative_member():
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 3, 300)
-    good = np.full((300, 3), 0.1); good[np.arange(300), y] = 0.8
-    noise = rng.dirichlet(np.ones(3), 300)
-    w = _fit_weights(np.stack([noise, good, noise]), y)
-    assert (w >= 0).all() and abs(w.sum() - 1) < 1e-9
-    assert w[1] > 0.9
 
 def test_weighted_and_stacking_fit_on_valid(members, valid, bbc):
     test = bbc['test'].select(range(40))
