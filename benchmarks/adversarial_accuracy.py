@@ -28,8 +28,8 @@ ARMS = {'plain': lambda: [], 'FGM': lambda: [FGM()], 'FreeLB': lambda: [FreeLB()
         'PGD': lambda: [PGD()], 'SMART': lambda: [SMART()], 'AWP': lambda: [AWP()],
         'FGM eps=0.3': lambda: [FGM(eps=0.3)], 'FGM eps=3': lambda: [FGM(eps=3.)],   # is FGM's default eps right?
         # each method's default against one alternative of its strength, to choose the defaults by measurement
-        'PGD eps=0.3': lambda: [PGD(eps=0.3, step_size=0.1)], 'FreeLB adv_lr=0.3': lambda: [FreeLB(adv_lr=0.3, init_mag=0.3)],
-        'SMART eps=1': lambda: [SMART(eps=1.)], 'AWP adv_eps=0.001': lambda: [AWP(adv_eps=0.001)]}
+        'PGD eps=0.3': lambda: [PGD(eps=0.3, step_size=0.1)], 'FreeLB adv_lr=0.3': lambda: [FreeLB(step_size=0.3, init_mag=0.3)],
+        'SMART eps=1': lambda: [SMART(eps=1.)], 'AWP adv_eps=0.001': lambda: [AWP(rel_eps=0.001)]}
 
 def test_subset(ds, size:int):
     "A fixed stratified subset of the test split (the whole split when `size` is 0 or too large)"

@@ -32,8 +32,8 @@ METHODS = {  # name: (text_tfms, callbacks), built fresh for each run
     'AEDA ratio=0.1': lambda: ([AEDA(ratio=0.1)], []),
     'EmbedMix alpha=1': lambda: ([], [EmbedMix(alpha=1.)]),
     'TMix alpha=2': lambda: ([], [TMix(alpha=2.)]),
-    'NEFTune alpha=15': lambda: ([], [NEFTune(alpha=15.)]),
-    'R-Drop alpha=3': lambda: ([], [RDrop(alpha=3.)]),
+    'NEFTune alpha=15': lambda: ([], [NEFTune(noise_mag=15.)]),
+    'R-Drop alpha=3': lambda: ([], [RDrop(weight=3.)]),
 }
 
 def test_split(ds, n_test):

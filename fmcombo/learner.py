@@ -29,7 +29,8 @@ from .data import FMDataLoaders, TextDL, TextClassData
 
 # %% auto #0
 __all__ = ['POOLINGS', 'DEFAULT_LR', 'DEFAULT_EPOCHS', 'masked_mean', 'FMClassifier', 'load_backbone', 'fm_splitter', 'FusedAdam',
-           'FMLearner', 'learner_from_model', 'fm_learner', 'save_fm', 'load_fm_learner', 'symmetric_kl']
+           'FMLearner', 'learner_from_model', 'fm_learner', 'save_fm', 'load_fm_learner', 'is_training_fit',
+           'CPUMixedPrecision', 'autocast_of', 'loss_divisor', 'scaled', 'backward', 'renamed', 'symmetric_kl']
 
 # %% ../nbs/01_learner.ipynb #79841538
 POOLINGS = ('mean', 'cls', 'native')
@@ -272,6 +273,72 @@ def load_fm_learner(path:str|Path, # a folder written by `save_fm`
     dls = FMDataLoaders(TextDL(empty(), bs=16, pad_id=pad), TextDL(empty(), bs=32, pad_id=pad),
                         tokenizer=tok, backbone=str(path.resolve()), max_len=meta['max_len'], device=device)
     return learner_from_model(dls, model, **kwargs)
+
+# %% ../nbs/01_learner.ipynb #dcfdd140
+import functools
+from contextlib import nullcontext
+from fastai.callback.fp16 import MixedPrecision
+from fastai.callback.training import GradientAccumulation
+from fastai.torch_core import find_bs
+from fastcore.foundation import L
+
+# %% ../nbs/01_learner.ipynb #fe3abc0f
+def is_training_fit(learn:Learner, # the learner whose callbacks ask
+                   ) -> bool:
+    "Whether `learn` runs a real training fit: not fastai's `lr_find` nor `get_preds`"
+    return not hasattr(learn, 'lr_finder') and not hasattr(learn, 'gather_preds')
+
+# %% ../nbs/01_learner.ipynb #075049d0
+class CPUMixedPrecision(MixedPrecision):
+    "fastai's `MixedPrecision` with CPU autocast (bf16 by default; fp16 uses a `GradScaler`)"
+    def __init__(self, amp_mode:str='bf16', # "bf16" or "fp16"
+                 **kwargs, # passed to `GradScaler` (fp16)
+                ): super().__init__(amp_mode, **kwargs)
+    def before_fit(self):
+        dtype = torch.bfloat16 if self.amp_mode.value == 'bf16' else torch.float16
+        self.kwargs['enabled'] = dtype == torch.float16
+        self.autocast,self.learn.scaler,self.scales = torch.autocast('cpu', dtype=dtype),torch.amp.GradScaler('cpu', **self.kwargs),L()
+
+# %% ../nbs/01_learner.ipynb #2a178f7f
+def autocast_of(learn:Learner) -> torch.autocast|nullcontext:
+    "A fresh autocast context like the one `learn`'s mixed precision callback uses, else a null context"
+    for cb in learn.cbs:
+        ac = getattr(cb, 'autocast', None)
+        if isinstance(cb, MixedPrecision) and ac is not None:
+            return torch.autocast(ac.device, dtype=ac.fast_dtype, enabled=ac._enabled)
+    return nullcontext()
+
+# %% ../nbs/01_learner.ipynb #4573135c
+def loss_divisor(learn:Learner) -> float:
+    "What fastai's `GradientAccumulation` divides this batch's loss by (1 without it)"
+    for cb in learn.cbs:
+        if isinstance(cb, GradientAccumulation): return cb.n_acc/find_bs(learn.yb)
+    return 1.
+
+# %% ../nbs/01_learner.ipynb #0a177311
+def scaled(learn:Learner, loss:torch.Tensor) -> torch.Tensor:
+    "`loss` scaled by `learn.scaler` when mixed precision uses one"
+    scaler = getattr(learn, 'scaler', None)
+    return scaler.scale(loss) if scaler is not None else loss
+
+def backward(learn:Learner, loss:torch.Tensor, **kwargs):
+    "`loss.backward()` through `learn.scaler` when mixed precision uses one"
+    scaled(learn, loss).backward(**kwargs)
+
+# %% ../nbs/01_learner.ipynb #9c89c1c9
+def renamed(**old_to_new:str):
+    "Decorator: keyword arguments renamed `old='new'` still work for one release, with a `DeprecationWarning`"
+    def deco(f):
+        @functools.wraps(f)
+        def _f(*args, **kwargs):
+            for old, new in old_to_new.items():
+                if old not in kwargs: continue
+                if new in kwargs: raise TypeError(f"{f.__qualname__} got both {old}= and {new}=; {old} is the old name of {new}: pass only {new}=")
+                warnings.warn(f"{f.__qualname__.split('.')[0]}({old}=...) is renamed {new}=; {old}= will stop working in the next release", DeprecationWarning, stacklevel=2)
+                kwargs[new] = kwargs.pop(old)
+            return f(*args, **kwargs)
+        return _f
+    return deco
 
 # %% ../nbs/01_learner.ipynb #286bed88
 def symmetric_kl(p_logits:torch.Tensor, # (bs, classes) logits

@@ -6,8 +6,8 @@ from fastai.callback.training import GradientAccumulation
 from fastai.callback.tracker import SaveModelCallback
 from fastai.learner import Learner
 from fmcombo.data import fm_dls
-from fmcombo.learner import fm_learner, symmetric_kl
-from fmcombo.perturb import masked_norm, CPUMixedPrecision
+from fmcombo.learner import fm_learner, symmetric_kl, CPUMixedPrecision
+from fmcombo.perturb import masked_norm
 from fmcombo.adversarial import FGM, PGD, FreeLB, SMART, AWP, AdversarialCallback
 
 ALL = [lambda: FGM(), lambda: PGD(), lambda: FreeLB(), lambda: SMART(), lambda: AWP(start_epoch=0)]
@@ -45,7 +45,7 @@ def first_grads(tiny, data, cbs, bs=8, freeze_to=None):
 
 @pytest.mark.parametrize('alpha', [1.0, 0.3])
 def test_fgm_eps0_doubles_gradient(tiny, short, alpha):
-    plain, fgm = first_grads(tiny, short, []), first_grads(tiny, short, [FGM(eps=0., alpha=alpha)])
+    plain, fgm = first_grads(tiny, short, []), first_grads(tiny, short, [FGM(eps=0., weight=alpha)])
     assert plain.keys() == fgm.keys()
     for n in plain: torch.testing.assert_close(fgm[n], (1 + alpha)*plain[n], rtol=1e-4, atol=1e-7)
 
@@ -61,7 +61,7 @@ class Spy(Callback):
         self.rec.append((self.cb.delta.detach().clone(), self.learn.xb[1].clone(), float(self.learn.loss.detach()), self.cb.losses[-1]))
 
 @pytest.mark.parametrize('make,eps', [(lambda: FGM(eps=0.7), 0.7), (lambda: PGD(eps=0.7, step_size=0.3), 0.7),
-                                      (lambda: FreeLB(max_norm=0.4, adv_lr=0.3), 0.4), (lambda: SMART(eps=0.2), 0.2)],
+                                      (lambda: FreeLB(max_norm=0.4, step_size=0.3), 0.4), (lambda: SMART(eps=0.2), 0.2)],
                          ids=['FGM', 'PGD', 'FreeLB', 'SMART'])
 def test_perturbation_norm_and_padding(tiny, short, make, eps):
     cb = make(); spy = Spy(cb)
@@ -78,7 +78,7 @@ def test_perturbation_norm_and_padding(tiny, short, make, eps):
     if isinstance(cb, FGM):
         for delta, mask, _, _ in spy.rec: torch.testing.assert_close(masked_norm(delta, mask), torch.full((len(mask),), eps))
 
-@pytest.mark.parametrize('make', [lambda: FGM(eps=1.), lambda: PGD(eps=1.), lambda: AWP(start_epoch=0, adv_eps=0.05)], ids=['FGM', 'PGD', 'AWP'])
+@pytest.mark.parametrize('make', [lambda: FGM(eps=1.), lambda: PGD(eps=1.), lambda: AWP(start_epoch=0, rel_eps=0.05)], ids=['FGM', 'PGD', 'AWP'])
 def test_attack_raises_loss(tiny, short, make):
     cb = make()
     class Clean(Callback):
@@ -126,7 +126,7 @@ def test_awp_restores_weights_bit_identically(tiny, short):
         def after_backward(self):
             assert all(torch.equal(p, w) for p, w in zip(self.learn.model.parameters(), self.w))
             self.n = getattr(self, 'n', 0) + 1
-    cb, check = AWP(start_epoch=0, adv_eps=0.1), Check()
+    cb, check = AWP(start_epoch=0, rel_eps=0.1), Check()
     fit(make_learn(tiny, short, [cb, check]), n=2)
     assert check.n == 4 and np.isfinite(cb.losses).all()
 
@@ -190,24 +190,31 @@ def test_composes_with_fine_tune_and_save_model(tiny, short, bbc, tmp_path):
 
 @pytest.mark.parametrize('make,match', [
     (lambda: FGM(eps=-1), r'eps must be >= 0; got -1'),
-    (lambda: FGM(alpha=-0.5), r'alpha must be >= 0; got -0.5'),
+    (lambda: FGM(weight=-0.5), r'weight must be >= 0; got -0.5'),
     (lambda: PGD(eps=-1), r'eps must be >= 0'),
     (lambda: PGD(step_size=0), r'step_size must be > 0; got 0'),
     (lambda: PGD(steps=0), r'steps must be an integer >= 1; got 0'),
-    (lambda: PGD(alpha=-1), r'alpha must be >= 0'),
+    (lambda: PGD(weight=-1), r'weight must be >= 0'),
     (lambda: FreeLB(steps=0), r'steps must be an integer >= 1'),
-    (lambda: FreeLB(adv_lr=-0.1), r'adv_lr must be > 0'),
+    (lambda: FreeLB(step_size=-0.1), r'step_size must be > 0'),
     (lambda: FreeLB(init_mag=-1), r'init_mag must be >= 0'),
     (lambda: FreeLB(max_norm=-1), r'max_norm must be >= 0'),
     (lambda: SMART(eps=0), r'eps must be > 0'),
     (lambda: SMART(weight=-1), r'weight must be >= 0'),
     (lambda: SMART(steps=2.5), r'steps must be an integer >= 1; got 2.5'),
-    (lambda: AWP(adv_lr=0), r'adv_lr must be > 0'),
-    (lambda: AWP(adv_eps=-0.1), r'adv_eps must be >= 0'),
+    (lambda: AWP(rel_step=0), r'rel_step must be > 0'),
+    (lambda: AWP(rel_eps=-0.1), r'rel_eps must be >= 0'),
     (lambda: AWP(start_epoch=-1), r'start_epoch must be an integer >= 0'),
 ])
 def test_bad_arguments(make, match):
     with pytest.raises(ValueError, match=match): make()
+
+@pytest.mark.parametrize('make,old,new', [(FGM, 'alpha', 'weight'), (PGD, 'alpha', 'weight'), (FreeLB, 'adv_lr', 'step_size'),
+                                          (AWP, 'adv_lr', 'rel_step'), (AWP, 'adv_eps', 'rel_eps')])
+def test_old_argument_names_still_work_with_a_warning(make, old, new):
+    with pytest.warns(DeprecationWarning, match=f'{old}=.*renamed {new}='): cb = make(**{old: 0.5})
+    assert getattr(cb, new) == 0.5
+    with pytest.raises(TypeError, match=f'pass only {new}='): make(**{old: 0.5, new: 0.5})
 
 def test_model_without_input_embeddings(tiny, short):
     dls = fm_dls(short, backbone=tiny, bs=8, max_len=64, seed=0)
