@@ -364,7 +364,7 @@ def _pgd(models, perms, x, mask, y, eps:float, steps:int, step_size:float) -> to
         if eps > 0: delta = pgd_ascent(log_loss, delta, mask, eps, step_size, steps)
         with torch.no_grad(): return logits_at(delta)
 
-# %% ../nbs/07_robustness.ipynb #18ef6475
+# %% ../nbs/07_robustness.ipynb #d38df675
 class EmbeddingAttackResult:
     "Accuracy under the embedding attack for each ε"
     def __init__(self, eps:list, preds:np.ndarray, preds_clean:np.ndarray, y:np.ndarray, steps:int, rows:np.ndarray):
@@ -402,6 +402,7 @@ class EmbeddingAttackResult:
 
     def __repr__(self): return f"EmbeddingAttackResult({', '.join(f'ε={e:g}: {a:.1%}' for e, a in self.table['accuracy'].items())})"
 
+# %% ../nbs/07_robustness.ipynb #5d63bdd5
 class EmbeddingAttack:
     "PGD in word-embedding space, an L2 ball of radius ε per example over its real tokens"
     name = 'embedding'
@@ -444,7 +445,7 @@ class EmbeddingAttack:
 
     def __repr__(self): return f"EmbeddingAttack(eps={self.eps}, steps={self.steps}, step_size={self.step_size})"
 
-# %% ../nbs/07_robustness.ipynb #706d7915
+# %% ../nbs/07_robustness.ipynb #439a4d24
 def embedding_attack(learn, # an `FMLearner`, a `save_fm` folder or an `Ensemble`
                      ds, # Dataset or DataFrame with `text` and `label` columns
                      eps:list=(0., 0.05, 0.1, 0.2, 0.4), # radii of the perturbation (L2 per example)
@@ -460,6 +461,7 @@ def embedding_attack(learn, # an `FMLearner`, a `save_fm` folder or an `Ensemble
     texts, y, rows = _examples(ds, v.vocab, n, seed)
     return atk.run(v, texts, y, rows, seed, progress=progress)
 
+# %% ../nbs/07_robustness.ipynb #b9e59b98
 def char_attack(learn, # an `FMLearner`, a `save_fm` folder, an `Ensemble` or an object with `vocab` and `predict_texts`
                 ds, # Dataset or DataFrame with `text` and `label` columns
                 max_words:float=0.1, # share of a text's words that may get a typo, in (0, 1]
@@ -474,6 +476,7 @@ def char_attack(learn, # an `FMLearner`, a `save_fm` folder, an `Ensemble` or an
     texts, y, rows = _examples(ds, v.vocab, n, seed)
     return CharAttack(max_words, budget).run(v, texts, y, rows, seed, progress=progress)
 
+# %% ../nbs/07_robustness.ipynb #e4809f40
 def word_attack(learn, # an `FMLearner`, a `save_fm` folder, an `Ensemble` or an object with `vocab` and `predict_texts`
                 ds, # Dataset or DataFrame with `text` and `label` columns
                 max_words:float=0.2, # share of a text's words that may be replaced, in (0, 1]
@@ -489,9 +492,17 @@ def word_attack(learn, # an `FMLearner`, a `save_fm` folder, an `Ensemble` or an
     texts, y, rows = _examples(ds, v.vocab, n, seed)
     return WordSubstitution(max_words, min_similarity, synonyms).run(v, texts, y, rows, seed, progress=progress)
 
-# %% ../nbs/07_robustness.ipynb #3ca8e712
+# %% ../nbs/07_robustness.ipynb #7bf1d9f7
 ATTACKS = {'embedding': EmbeddingAttack, 'char': CharAttack, 'word': WordSubstitution}
 
+def _attack_of(a):
+    if isinstance(a, str):
+        if a not in ATTACKS: raise ValueError(f"unknown attack {a!r}; the attacks are {list(ATTACKS)} (or pass an attack object such as CharAttack(max_words=0.2))")
+        return ATTACKS[a]()
+    if isinstance(a, (EmbeddingAttack, WordAttack)): return a
+    raise TypeError(f"an attack is a name in {list(ATTACKS)} or an attack object; got {type(a).__name__}")
+
+# %% ../nbs/07_robustness.ipynb #fca41c38
 class RobustnessReport(pd.DataFrame):
     "A table with a row per attack (a DataFrame) that keeps each attack's run"
     _metadata = ['runs']
@@ -510,13 +521,7 @@ class RobustnessReport(pd.DataFrame):
         if attack not in text_runs: raise ValueError(f"no text attack named {attack!r} in this report; it has {text_runs}")
         return self.runs[attack].show_examples(k, status)
 
-def _attack_of(a):
-    if isinstance(a, str):
-        if a not in ATTACKS: raise ValueError(f"unknown attack {a!r}; the attacks are {list(ATTACKS)} (or pass an attack object such as CharAttack(max_words=0.2))")
-        return ATTACKS[a]()
-    if isinstance(a, (EmbeddingAttack, WordAttack)): return a
-    raise TypeError(f"an attack is a name in {list(ATTACKS)} or an attack object; got {type(a).__name__}")
-
+# %% ../nbs/07_robustness.ipynb #c4585dbb
 def robustness_report(learn, # an `FMLearner`, a `save_fm` folder, an `Ensemble` (or, for text attacks, any object with `vocab` and `predict_texts`)
                       ds, # Dataset or DataFrame with `text` and `label` columns
                       attacks:list|None=None, # names or attack objects; None: embedding, char and word
