@@ -33,3 +33,12 @@ export: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
+
+# The documentation site, offline, into _docs/: nbdev's processed notebooks, tools/build_site.py, Sphinx + myst-nb + furo with -W
+DOCS_STAMP := $(VENV)/.fmcombo-docs-installed
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install -q -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(PY) tools/build_site.py
