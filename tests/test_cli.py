@@ -1,14 +1,99 @@
-"The `fmcombo` command end to end (tiny backbone)."
-import subprocess, sys
+"The `fmcombo` command end to end on a temporary CSV (tiny backbone): in-process through `main`, one case in a subprocess."
+import contextlib, io, json, subprocess, sys
 from pathlib import Path
+import pandas as pd, pytest
+from fmcombo.cli import main
+from fmcombo.experiment import read_table, Recipe
+
 FMCOMBO = str(Path(sys.executable).parent/'fmcombo')
 
-def test_demo_runs_end_to_end(tiny):
-    out = subprocess.run([FMCOMBO, 'demo', '--backbone', tiny, '--n', '4', '--epochs', '1'],
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr
-    assert 'test accuracy:' in out.stdout and 'some test predictions' in out.stdout
+def run(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err): code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
 
-def test_demo_bad_input(tiny):
-    out = subprocess.run([FMCOMBO, 'demo', '--backbone', tiny, '--n', '1000'], capture_output=True, text=True, timeout=600)
-    assert out.returncode != 0 and 'has only' in out.stderr
+@pytest.fixture(scope='module')
+def data(tmp_path_factory, bbc):
+    d = tmp_path_factory.mktemp('cli')
+    df = read_table(bbc['train'].select(range(0, 1700, 10))).rename(columns={'text': 'article', 'label': 'topic'})
+    df.to_csv(d/'bbc.csv', index=False)
+    df.iloc[:30].to_csv(d/'test.csv', index=False)
+    Recipe('quick', epochs=1, lr=1e-3).save(d/'quick.yaml')
+    return d
+
+def test_train_predict_evaluate_compare(data, tiny, tmp_path):
+    cols = ['--text-col', 'article', '--label-col', 'topic']
+    code, out, err = run('train', '--data', data/'bbc.csv', *cols, '--recipe', data/'quick.yaml', '--n-per-class', 4, '--backbone', tiny, '--out', tmp_path/'m')
+    assert code == 0, err
+    assert 'saved to' in out and (tmp_path/'m'/'fm.json').exists() and (tmp_path/'m'/'recipe.json').exists()
+    code, out, err = run('predict', tmp_path/'m', '--text', 'Shares fell sharply.')
+    assert code == 0 and out.split('\t')[0] in {'business', 'entertainment', 'politics', 'sport', 'tech'}, (out, err)
+    (tmp_path/'new.txt').write_text('Shares fell.\nThe striker scored.\n')
+    code, out, err = run('predict', tmp_path/'m', '--file', tmp_path/'new.txt', '--out', tmp_path/'p.csv')
+    assert code == 0, err
+    assert list(pd.read_csv(tmp_path/'p.csv').columns) == ['text', 'label', 'probability']
+    code, out, err = run('predict', tmp_path/'m', '--file', data/'test.csv', '--text-col', 'article')
+    assert code == 0 and len(out.splitlines()) == 30, err
+    code, out, err = run('evaluate', tmp_path/'m', '--data', data/'test.csv', *cols, '--attack', 'char', '--attacked', 5)
+    assert code == 0 and '30 texts: accuracy' in out and 'accuracy under attack' in out, err
+    code, out, err = run('compare', '--data', data/'bbc.csv', *cols, '--recipes', f"plain,{data/'quick.yaml'}", '--n-per-class', 4,
+                         '--seeds', '0', '--backbone', tiny, '--out', tmp_path/'cmp')
+    assert code == 0, err
+    assert 'report:' in out and (tmp_path/'cmp'/'report.html').exists() and 'quick' in out
+
+def test_an_ensemble_recipe_saves_and_loads(data, tiny, tmp_path):
+    Recipe('ens', ensemble={'k': 2}, epochs=1, lr=1e-3).save(tmp_path/'ens.json')
+    code, out, err = run('train', '--data', data/'bbc.csv', '--text-col', 'article', '--label-col', 'topic', '--recipe', tmp_path/'ens.json',
+                         '--n-per-class', 2, '--backbone', tiny, '--out', tmp_path/'e')
+    assert code == 0, err
+    assert json.loads((tmp_path/'e'/'ensemble.json').read_text())['members'] == ['member0', 'member1']
+    code, out, err = run('predict', tmp_path/'e', '--text', 'Shares fell.')
+    assert code == 0, err
+
+def test_the_console_script(data, tiny, tmp_path):
+    "One real subprocess: the installed `fmcombo` script, piped (so plain lines, no bars), and its exit codes"
+    r = subprocess.run([FMCOMBO, 'compare', '--data', str(data/'bbc.csv'), '--text-col', 'article', '--label-col', 'topic',
+                        '--recipes', f"plain,{data/'quick.yaml'}", '--n-per-class', '4', '--seeds', '0', '--backbone', tiny,
+                        '--out', str(tmp_path/'c')], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert '\r' not in r.stdout and '[1/2] plain seed 0: epoch 1/' in r.stdout and 'report:' in r.stdout
+    r = subprocess.run([FMCOMBO, 'train', '--data', 'nope.csv', '--out', str(tmp_path/'x')], capture_output=True, text=True, timeout=600)
+    # the last line: importing fastai itself may print torch's FutureWarning about torch.jit.script before it
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == "fmcombo train: error: data: no file at 'nope.csv'"
+    r = subprocess.run([FMCOMBO, '--version'], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and r.stdout.startswith('fmcombo ')
+
+def bad_inputs(data, tiny, tmp_path):
+    (tmp_path/'one.csv').write_text('text,label\na,x\nb,x\n')
+    (tmp_path/'empty.csv').write_text('text,label\n')
+    (tmp_path/'notmodel').mkdir(exist_ok=True); (tmp_path/'notmodel'/'x.txt').write_text('x')
+    csv = ['--data', data/'bbc.csv', '--text-col', 'article', '--label-col', 'topic', '--backbone', tiny]
+    return [
+        (['compare', '--recipes', 'plain,fgn'], 2, "unknown recipe 'fgn'; the built-in recipes are plain, eda"),
+        (['train', '--data', tmp_path/'missing.csv', '--out', tmp_path/'m'], 2, 'no file at'),
+        (['train', '--data', data/'bbc.csv', '--out', tmp_path/'m'], 2, "column 'text' not found; the columns are ['article', 'topic']"),
+        (['train', '--data', tmp_path/'one.csv', '--out', tmp_path/'m'], 2, "single class ['x']"),
+        (['compare', '--data', tmp_path/'one.csv'], 2, "single class ['x']"),
+        (['train', '--data', tmp_path/'empty.csv', '--out', tmp_path/'m'], 2, 'has no rows'),
+        (['compare', *csv[:6], '--backbone', 'nobody/no-such-model'], 2, "backbone 'nobody/no-such-model' could not be loaded"),
+        (['compare', *csv, '--n-per-class', 1000], 2, 'has only'),
+        (['predict', tmp_path/'notmodel', '--text', 'x'], 2, 'is not a model saved by fmcombo train'),
+        (['predict', tmp_path/'nodir', '--text', 'x'], 2, 'does not exist'),
+        (['evaluate', tmp_path/'notmodel', '--data', data/'bbc.csv'], 2, 'is not a model saved by fmcombo train'),
+        (['compare', '--seeds', '0,x'], 2, '--seeds takes integers'),
+        (['predict', tmp_path/'notmodel'], 2, 'one of the arguments --text --file is required'),
+        (['compare', '--n-per-class', 4, '--all'], 2, 'not allowed with argument'),
+        (['frobnicate'], 2, 'invalid choice'),
+    ]
+
+def test_bad_input_one_line_no_traceback(data, tiny, tmp_path):
+    for argv, want_code, want in bad_inputs(data, tiny, tmp_path):
+        code, out, err = run(*argv)
+        assert code == want_code and want in err, (argv, code, err)
+        assert 'Traceback' not in err
+        if code == 2 and not err.startswith('usage'): assert len(err.strip().splitlines()) == 1, err
+
+def test_help_has_examples():
+    for cmd in ('compare', 'train', 'predict', 'evaluate', 'recipes', 'demo'):
+        code, out, _ = run(cmd, '--help')
+        assert code == 0 and 'example' in out and f'fmcombo {cmd if cmd != "demo" else "compare"}' in out, cmd
