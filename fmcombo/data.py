@@ -212,7 +212,7 @@ class TextClassData:
         labels = label_indices([str(_norm_label(l)) for l in df[label_col]], vocab, what)   # a table's labels are names
         return cls(texts, labels.tolist(), vocab, tokenizer, max_len)
 
-# %% ../nbs/00_data.ipynb #ada62be0
+# %% ../nbs/00_data.ipynb #686cdc84
 class TextDL(DataLoader):
     "A fastai `DataLoader` over a `TextClassData`: dynamic padding, length-sorted batches, text transforms on training batches"
     def __init__(self, dataset:TextClassData=None, pad_id:int=0, text_tfms:list=None, sortish:bool=False, seed:int|None=None, **kwargs):
@@ -270,6 +270,7 @@ class TextDL(DataLoader):
         if show: display_table(df)
         return df
 
+# %% ../nbs/00_data.ipynb #d4a04fb0
 def pad_batch(ids:list, pad_id:int=0):
     "Pad lists of token ids to the longest one: `(input_ids, attention_mask)`"
     L = max(len(o) for o in ids)
@@ -278,6 +279,7 @@ def pad_batch(ids:list, pad_id:int=0):
     for r, o in enumerate(ids): x[r, :len(o)] = torch.tensor(o, dtype=torch.long); mask[r, :len(o)] = 1
     return x, mask
 
+# %% ../nbs/00_data.ipynb #6fbbdf23
 def display_table(df):
     "Show `df` as a table: rendered in a notebook, as text elsewhere"
     try:

@@ -290,7 +290,7 @@ def train_ensemble(dls:FMDataLoaders, # from `fm_dls`: the training (and validat
         members.append(learn)
     return Ensemble(members, method)
 
-# %% ../nbs/06_ensemble.ipynb #6821513f
+# %% ../nbs/06_ensemble.ipynb #e2ea4ae6
 def learner_like(learn:FMLearner, # the learner whose data, tokenizer and label vocabulary the new one shares
                  state_dict:dict|None=None, # weights for the copy; None: `learn`'s own
                 ) -> FMLearner:
@@ -299,6 +299,7 @@ def learner_like(learn:FMLearner, # the learner whose data, tokenizer and label 
     if state_dict is not None: model.load_state_dict(state_dict)
     return learner_from_model(learn.dls, model, lr=learn.lr, opt_func=learn.opt_func)  # the same optimizer as `learn`
 
+# %% ../nbs/06_ensemble.ipynb #c682ea21
 def _cpu_state(model) -> dict: return {k: v.detach().to('cpu', copy=True) for k, v in model.state_dict().items()}
 
 class SnapshotEnsemble(Callback):
