@@ -22,27 +22,32 @@ __all__ = ['KEYBOARD_NEIGHBOURS', 'CHAR_EDITS', 'STOP_WORDS', 'split_words', 'jo
            'keyboard_substitute', 'char_swap', 'char_delete', 'keyboard_insert', 'char_edit', 'EmbeddingSynonyms',
            'WordNetSynonyms']
 
-# %% ../nbs/03_edits.ipynb #157d02b8
+# %% ../nbs/03_edits.ipynb #a35d5a47
 _PIECE = re.compile(r"\w+(?:['’-]\w+)*|\s+|[^\w\s]+")
-_WORD = re.compile(r"\w+(?:['’-]\w+)*\Z")
 
 def split_words(text:str) -> list:
     "Pieces of `text` (words, whitespace runs, other runs) such that `join_words(split_words(text)) == text`"
     if not isinstance(text, str): raise TypeError(f"text must be a string; got {type(text).__name__}")
     return _PIECE.findall(text)
 
+# %% ../nbs/03_edits.ipynb #0b14bb9f
 def join_words(pieces:list) -> str:
     "The text of `pieces` (the inverse of `split_words`)"
     return ''.join(pieces)
+
+# %% ../nbs/03_edits.ipynb #3ce3fc8f
+_WORD = re.compile(r"\w+(?:['’-]\w+)*\Z")
 
 def is_word(piece:str) -> bool:
     "Whether `piece` is a word (not whitespace or punctuation)"
     return bool(_WORD.match(piece))
 
+# %% ../nbs/03_edits.ipynb #6db3068c
 def word_positions(pieces:list) -> list:
     "Indices of the words in `pieces` (from `split_words`, where a piece is a word exactly when it starts with a word character)"
     return [i for i, p in enumerate(pieces) if p[:1].isalnum() or p[:1] == '_']
 
+# %% ../nbs/03_edits.ipynb #f654a210
 _WORD_RUN = re.compile(r"\w+(?:['’-]\w+)*")
 
 def word_prefix(text:str, # the text to cut
@@ -53,9 +58,7 @@ def word_prefix(text:str, # the text to cut
         if n == k: return text[:m.end()]
     return text
 
-# %% ../nbs/03_edits.ipynb #d8566b2b
-_CLOSING = tuple(".,;:!?)]}'\"…%")
-
+# %% ../nbs/03_edits.ipynb #44626d3a
 def match_case(new:str, # the replacement word
                old:str, # the word it replaces
               ) -> str:
@@ -64,8 +67,7 @@ def match_case(new:str, # the replacement word
     if old[:1].isupper(): return new[:1].upper() + new[1:]
     return new
 
-def _is_space(p:str|None) -> bool: return p is not None and p.isspace()
-
+# %% ../nbs/03_edits.ipynb #66bd47c5
 def _check_word(pieces:list, i:int, what='i'):
     if not (0 <= i < len(pieces)) or not is_word(pieces[i]):
         raise IndexError(f"{what}={i} is not the index of a word; word indices are {word_positions(pieces)[:20]}")
@@ -77,6 +79,11 @@ def replace_word(pieces:list, # from `split_words`
     "Pieces with word `i` replaced by `new`"
     _check_word(pieces, i)
     return pieces[:i] + [match_case(new, pieces[i])] + pieces[i+1:]
+
+# %% ../nbs/03_edits.ipynb #362bb92f
+_CLOSING = tuple(".,;:!?)]}'\"…%")
+
+def _is_space(p:str|None) -> bool: return p is not None and p.isspace()
 
 def delete_word(pieces:list, # from `split_words`
                 i:int, # index of a word in `pieces`
@@ -90,6 +97,7 @@ def delete_word(pieces:list, # from `split_words`
     elif _is_space(nxt) and (prev is None or not _is_space(prev)): del res[i]
     return res
 
+# %% ../nbs/03_edits.ipynb #392240b6
 def insert_word(pieces:list, # from `split_words`
                 i:int, # index of a word in `pieces`
                 new:str, # the word (or punctuation) to insert
@@ -99,6 +107,7 @@ def insert_word(pieces:list, # from `split_words`
     _check_word(pieces, i)
     return pieces[:i] + [new, ' '] + pieces[i:] if before else pieces[:i+1] + [' ', new] + pieces[i+1:]
 
+# %% ../nbs/03_edits.ipynb #538b1c8b
 def swap_words(pieces:list, # from `split_words`
                i:int, # index of a word
                j:int, # index of another word
@@ -109,7 +118,7 @@ def swap_words(pieces:list, # from `split_words`
     res[i], res[j] = pieces[j], pieces[i]
     return res
 
-# %% ../nbs/03_edits.ipynb #8dd54bab
+# %% ../nbs/03_edits.ipynb #9a3dc6e7
 _ROWS = ['1234567890', 'qwertyuiop', 'asdfghjkl', 'zxcvbnm']
 
 def _keyboard_neighbours() -> dict:
@@ -121,8 +130,8 @@ def _keyboard_neighbours() -> dict:
     return res
 
 KEYBOARD_NEIGHBOURS = _keyboard_neighbours()
-CHAR_EDITS = ('substitute', 'swap', 'delete', 'insert')
 
+# %% ../nbs/03_edits.ipynb #acdc0e1c
 def _letters(word:str) -> list: return [i for i, c in enumerate(word) if c.lower() in KEYBOARD_NEIGHBOURS and c.isalpha()]
 
 def _near(c:str, rng:random.Random) -> str:
@@ -136,6 +145,7 @@ def keyboard_substitute(word:str, rng:random.Random) -> str:
     i = rng.choice(idx)
     return word[:i] + _near(word[i], rng) + word[i+1:]
 
+# %% ../nbs/03_edits.ipynb #94cae70f
 def char_swap(word:str, rng:random.Random) -> str:
     "`word` with two adjacent, different letters exchanged"
     idx = [i for i in _letters(word) if i+1 < len(word) and word[i+1].isalpha() and word[i] != word[i+1]]
@@ -143,6 +153,7 @@ def char_swap(word:str, rng:random.Random) -> str:
     i = rng.choice(idx)
     return word[:i] + word[i+1] + word[i] + word[i+2:]
 
+# %% ../nbs/03_edits.ipynb #08f971de
 def char_delete(word:str, rng:random.Random) -> str:
     "`word` with one letter dropped (words of one letter are kept)"
     idx = _letters(word)
@@ -150,6 +161,7 @@ def char_delete(word:str, rng:random.Random) -> str:
     i = rng.choice(idx)
     return word[:i] + word[i+1:]
 
+# %% ../nbs/03_edits.ipynb #66ee372e
 def keyboard_insert(word:str, rng:random.Random) -> str:
     "`word` with a neighbouring key of one of its letters typed next to it"
     idx = _letters(word)
@@ -157,6 +169,8 @@ def keyboard_insert(word:str, rng:random.Random) -> str:
     i = rng.choice(idx)
     return word[:i+1] + _near(word[i], rng) + word[i+1:]
 
+# %% ../nbs/03_edits.ipynb #339e8ad9
+CHAR_EDITS = ('substitute', 'swap', 'delete', 'insert')
 _CHAR_FNS = dict(substitute=keyboard_substitute, swap=char_swap, delete=char_delete, insert=keyboard_insert)
 
 def char_edit(word:str, # the word to misspell
@@ -168,9 +182,10 @@ def char_edit(word:str, # the word to misspell
     if bad or not kinds: raise ValueError(f"kinds must be a non-empty subset of {CHAR_EDITS}; got {kinds!r}")
     return _CHAR_FNS[rng.choice(list(kinds))](word, rng)
 
-# %% ../nbs/03_edits.ipynb #85fb3007
+# %% ../nbs/03_edits.ipynb #e9f460cf
 STOP_WORDS = frozenset(ENGLISH_STOP_WORDS)  # scikit-learn's English stop words: never edited, never offered as synonyms
 
+# %% ../nbs/03_edits.ipynb #9219a9f3
 @lru_cache(maxsize=4)
 def _embedding_vocab(path:str):
     "Whole-word candidates of backbone `path`: (words, their token ids, their unit-norm embedding rows)"
