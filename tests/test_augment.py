@@ -229,7 +229,7 @@ def test_self_train_never_adds_a_text_below_threshold(few, tiny, bbc):
 def test_self_train_bad_input(few, tiny):
     learn = fm_learner(fm_dls(few, backbone=tiny, bs=4, seed=0, max_len=32))
     with pytest.raises(TypeError, match='unlabelled must be a list of strings'): self_train(learn, 'one text')
-    with pytest.raises(TypeError, match=r'items \[1\] are NoneType'): self_train(learn, ['a', None])
+    with pytest.raises(TypeError, match=r'non-string values \(NoneType\) at rows \[1\]'): self_train(learn, ['a', None])
     with pytest.raises(ValueError, match='threshold'): self_train(learn, ['a'], threshold=-0.5)
     with pytest.raises(ValueError, match='rounds'): self_train(learn, ['a'], rounds=0)
     with pytest.raises(ValueError, match='labels has 1 values for 2'): self_train(learn, ['a', 'b'], labels=['business'])
