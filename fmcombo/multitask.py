@@ -159,7 +159,7 @@ def task_metrics(slices:dict, # {task: slice}, e.g. `MTClassifier.slices`
     as_list = lambda m: list(m) if isinstance(m, (list, tuple)) else [m]
     return [TaskMetric(t, j, slices[t], m) for j, t in enumerate(tasks) for m in as_list(per.get(t, []))]
 
-# %% ../nbs/10_multitask.ipynb #f62f0157
+# %% ../nbs/10_multitask.ipynb #635cdfab
 class MTTrainDL(DataLoader):
     "Training batches from several tasks' loaders in turn: each batch once per epoch (temperature 1), or the task drawn ∝ size^(1/temperature)"
     def __init__(self, loaders:dict, # {task: `TextDL`} whose batches carry (batch, tasks) labels
@@ -198,8 +198,11 @@ class MTTrainDL(DataLoader):
             yield b
 
     def new(self, dataset=None, cls=None, **kwargs):
-        "The same loaders with `kwargs` (e.g. `shuffle=False`) applied to each task's"
-        kwargs.pop('get_idxs', None)
+        "With `shuffle=False` (fastai's `get_preds(ds_idx=0)`): one ordered loader over every task's texts; else the same loaders with `kwargs`"
+        first = next(iter(self.loaders.values()))
+        if kwargs.get('shuffle', True) is False:
+            data = _concat([dl.dataset for dl in self.loaders.values()])
+            return TextDL(data, bs=kwargs.get('bs', first.bs), shuffle=False, pad_id=first.pad_id, device=self.device)
         return MTTrainDL({t: dl.new(**kwargs) for t, dl in self.loaders.items()}, self.temperature, self.rng.randint(0, 2**31), self.device)
 
 # %% ../nbs/10_multitask.ipynb #fec3ece6
@@ -233,7 +236,7 @@ class MTDataLoaders(DataLoaders):
         if show: display_table(df)
         return df
 
-# %% ../nbs/10_multitask.ipynb #7d8daaf8
+# %% ../nbs/10_multitask.ipynb #4584b5ab
 def _with_rows(data:TextClassData, j:int, tasks:list) -> TextClassData:
     "A shallow copy of `data` whose labels are rows over `tasks`: its own in column `j`, `MISSING` elsewhere"
     new = copy.copy(data)
@@ -241,7 +244,7 @@ def _with_rows(data:TextClassData, j:int, tasks:list) -> TextClassData:
     new.vocab = CategoryMap(tasks, sort=False)
     return new
 
-def _concat(datas:list, tasks:list) -> TextClassData:
+def _concat(datas:list) -> TextClassData:
     "One dataset of the texts (already tokenised) and label rows of `datas`"
     new = copy.copy(datas[0])
     new.texts = [t for d in datas for t in d.texts]
@@ -260,7 +263,7 @@ def _from_task_dls(task_dls:dict, temperature:float, seed, device) -> MTDataLoad
     first = task_dls[tasks[0]]
     device = first.device if device is None else device
     trains = {t: d.train.new(dataset=_with_rows(d.train.dataset, j, tasks)) for j, (t, d) in enumerate(task_dls.items())}
-    valid = _concat([_with_rows(d.valid.dataset, j, tasks) for j, d in enumerate(task_dls.values())], tasks)
+    valid = _concat([_with_rows(d.valid.dataset, j, tasks) for j, d in enumerate(task_dls.values())])
     val = TextDL(valid, bs=first.valid.bs, shuffle=False, pad_id=first.train.pad_id, device=device)
     seed = first.seed if seed is None else seed
     return MTDataLoaders(MTTrainDL(trains, temperature, seed, device), val, vocabs={t: list(d.vocab) for t, d in task_dls.items()},

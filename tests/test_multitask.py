@@ -103,6 +103,9 @@ def test_dls_per_task_take_turns(tiny):
     assert 0.4 < draws.count('animal')/len(draws) < 0.6   # temperature → ∞: equal turns, whatever the sizes
     learn = mt_learner(dls)
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    probs, targs = learn.get_preds(ds_idx=0)   # every training text once, in order
+    assert probs.shape == (64, 4) and ((targs != MISSING).sum(1) == 1).all()
+    assert (targs[:16, 0] != MISSING).all() and (targs[16:, 1] != MISSING).all()
 
 @pytest.mark.parametrize('cb', [FGM, FreeLB, SMART, EmbedMix, RDrop, NEFTune])
 def test_technique_callbacks_train(tiny, cb):
