@@ -20,3 +20,4 @@ html_show_sourcelink = False
 html_copy_source = False
 html_last_updated_fmt = None
 pygments_style = "default"
+html_favicon = "_static/favicon.svg"   # a page without one makes the browser ask for /favicon.ico, a 404 in its console

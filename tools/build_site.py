@@ -174,7 +174,6 @@ def convert_nb(nb:dict, page:str) -> dict:
             outputs.append(o)
         cells.append({'cell_type': 'code', 'execution_count': cell.get('execution_count'),
                       'metadata': {'tags': tags} if tags else {}, 'outputs': outputs, 'source': code})
-    for j, c in enumerate(cells): c['id'] = f'c{j:03d}'
     meta = {'kernelspec': {'display_name': 'Python 3', 'language': 'python', 'name': 'python3'},
             'language_info': {'name': 'python', 'pygments_lexer': 'ipython3'}}
     return {'cells': cells, 'metadata': meta, 'nbformat': 4, 'nbformat_minor': 5}, front
@@ -296,6 +295,21 @@ def _write(path:Path, text:str):
     if path.exists() and path.read_text() == text: return
     path.write_text(text)
 
+_re_internal = re.compile(r'<a class="reference internal" href="((?:\.\./)*)([^"#]*?)\.html#([^"]+)">(.*?)</a>')
+
+def _retarget_links(pages:dict):
+    "Point nbdev's links at the nearest entry the target page has: a method without its own entry at its class; else no link"
+    ids = {page: {m.lower() for c in nb['cells'] if c['cell_type'] == 'markdown'
+                  for m in re.findall(r'\bid="([^"]+)"', _src(c))} for page, nb in pages.items()}
+    def sub(m):
+        up, target, anchor, label = m.groups()
+        if target not in ids: return label
+        while anchor and anchor not in ids[target]: anchor = anchor.rpartition('.')[0]
+        return f'<a class="reference internal" href="{up}{target}.html#{anchor}">{label}</a>' if anchor else label
+    for nb in pages.values():
+        for c in nb['cells']:
+            if c['cell_type'] == 'markdown': c['source'] = _re_internal.sub(sub, _src(c))
+
 def _toctree(caption:str, pages:list) -> str:
     return '```{toctree}\n:hidden:\n:caption: ' + caption + '\n\n' + '\n'.join(pages) + '\n```\n'
 
@@ -319,12 +333,14 @@ def assemble() -> dict:
         elif page.startswith('tutorials/'): kinds['tutorials'].append(page)
         else: kinds['guide'].append(page)
         pages[page] = conv
+    _retarget_links(pages)
     if 'index' not in pages: raise SystemExit('nbs/index.ipynb is missing: the site needs a home page')
     trees = _toctree('Guide', kinds['guide'])
     if kinds['tutorials']: trees += _toctree('Tutorials', kinds['tutorials'])
     trees += _toctree('API', kinds['api']) + _toctree('Results', ['results'])
     pages['index']['cells'].append(_md_cell(trees))
     for page, conv in pages.items():
+        for j, c in enumerate(conv['cells']): c['id'] = f'c{j:03d}'
         _write(SRC/f'{page}.ipynb', json.dumps(conv, indent=1, ensure_ascii=False) + '\n'); written.add(SRC/f'{page}.ipynb')
     _write(SRC/'results.md', results_md()); written.add(SRC/'results.md')
     for f in SRC.rglob('*'):
