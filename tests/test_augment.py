@@ -142,14 +142,6 @@ def test_mix_callbacks_leave_no_hook_on_exceptions(few, tiny):
     for cb in (EmbedMix(), TMix(), NEFTune()):
         learn = fm_learner(fm_dls(few, backbone=tiny, bs=4, seed=0, max_len=32), cbs=[cb, Boom()])
         with pytest.raises(RuntimeError, match='boom'), learn.no_bar(), learn.no_logging(): learn.fit(1)
-        if cb.for_fit:
-            # fastai runs no event after an exception that is not a cancellation: NEFTune's fit-long hook is
-            # still there, but it acts only in training mode, and the next fit replaces and then removes it
-            x = learn.dls.train.one_batch()[:2]
-            with torch.no_grad():
-                noisy_eval = learn.model.eval()(*x)
-                cb.detach(); assert _no_hooks(learn.model)
-                torch.testing.assert_close(noisy_eval, learn.model(*x), atol=0, rtol=0)
         assert _no_hooks(learn.model)
         learn.remove_cb(learn.boom)
         with learn.no_bar(), learn.no_logging(): learn.fit(1)
