@@ -160,3 +160,12 @@ def test_screenshots(site, base_url, page):
         out = SHOTS/f'{name}.png'
         page.screenshot(path=str(out), full_page=False)
         assert out.stat().st_size > 10_000, f'{out} looks empty'
+
+def test_module_docstrings_link_to_real_pages(site):
+    "The `Docs:` link in each module's docstring names a page the site has"
+    base = 'https://fmcombo.github.io/fmcombo/'
+    missing = []
+    for py in sorted((ROOT/'fmcombo').glob('*.py')):
+        doc = ast.get_docstring(ast.parse(py.read_text())) or ''
+        missing += [f'{py.name}: {u}' for u in re.findall(re.escape(base) + r'(\S+)', doc) if not (site/u.rstrip('.')).is_file()]
+    assert not missing, 'docstring links to pages the site lacks:\n' + '\n'.join(missing)

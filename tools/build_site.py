@@ -343,9 +343,26 @@ def assemble() -> dict:
         for j, c in enumerate(conv['cells']): c['id'] = f'c{j:03d}'
         _write(SRC/f'{page}.ipynb', json.dumps(conv, indent=1, ensure_ascii=False) + '\n'); written.add(SRC/f'{page}.ipynb')
     _write(SRC/'results.md', results_md()); written.add(SRC/'results.md')
+    kinds['pages'] = pages
     for f in SRC.rglob('*'):
         if f.is_file() and f not in written: f.unlink()
     return kinds
+
+def _nb_markdown(nb:dict) -> str:
+    "A plain notebook as markdown: prose, code in fences, text outputs in plain fences"
+    out = []
+    for c in nb['cells']:
+        src = _src(c)
+        if c['cell_type'] == 'markdown': out.append(src); continue
+        if 'remove-input' not in c['metadata'].get('tags', []) and src.strip(): out.append(f'```python\n{src}\n```')
+        for o in c.get('outputs', []):
+            t = o.get('text') or o.get('data', {}).get('text/markdown') or o.get('data', {}).get('text/plain')
+            if t: out.append('```\n' + (''.join(t) if isinstance(t, list) else t).rstrip('\n') + '\n```')
+    return '\n\n'.join(out) + '\n'
+
+def write_markdown_pages(pages:dict):
+    "`<page>.html.md` beside each page, as nbdev's Quarto build writes them: the module docstrings link there"
+    for page, nb in pages.items(): _write(OUT/f'{page}.html.md', _nb_markdown(nb))
 
 def sphinx(quiet:bool=True) -> None:
     cmd = [sys.executable, '-m', 'sphinx', '-W', '--keep-going', '-b', 'html', '-c', str(ROOT/'docs'),
@@ -364,8 +381,10 @@ def main(argv=None):
     process(args.workers, args.force)
     t1 = time.time()
     kinds = assemble()
+    pages = kinds.pop('pages')
     try: sphinx()
     except subprocess.CalledProcessError as e: raise SystemExit(f'sphinx-build failed (exit {e.returncode}): see its messages above')
+    write_markdown_pages(pages)
     t2 = time.time()
     n = sum(map(len, kinds.values())) + 1
     print(f"site: {n} pages ({len(kinds['api'])} API, {len(kinds['tutorials'])} tutorials, {len(kinds['guide'])} guide, home, results) "
