@@ -188,26 +188,36 @@ def test_composes_with_fine_tune_and_save_model(tiny, short, bbc, tmp_path):
     assert len(learn.fgm.losses) == len(learn.smart.losses) == 2
     assert (tmp_path/'models'/'best.pth').exists() and no_hooks(learn.model)
 
-@pytest.mark.parametrize('make,match', [
-    (lambda: FGM(eps=-1), r'eps must be >= 0; got -1'),
-    (lambda: FGM(weight=-0.5), r'weight must be >= 0; got -0.5'),
-    (lambda: PGD(eps=-1), r'eps must be >= 0'),
-    (lambda: PGD(step_size=0), r'step_size must be > 0; got 0'),
-    (lambda: PGD(steps=0), r'steps must be an integer >= 1; got 0'),
-    (lambda: PGD(weight=-1), r'weight must be >= 0'),
-    (lambda: FreeLB(steps=0), r'steps must be an integer >= 1'),
-    (lambda: FreeLB(step_size=-0.1), r'step_size must be > 0'),
-    (lambda: FreeLB(init_mag=-1), r'init_mag must be >= 0'),
-    (lambda: FreeLB(max_norm=-1), r'max_norm must be >= 0'),
-    (lambda: SMART(eps=0), r'eps must be > 0'),
-    (lambda: SMART(weight=-1), r'weight must be >= 0'),
-    (lambda: SMART(steps=2.5), r'steps must be an integer >= 1; got 2.5'),
-    (lambda: AWP(rel_step=0), r'rel_step must be > 0'),
-    (lambda: AWP(rel_eps=-0.1), r'rel_eps must be >= 0'),
-    (lambda: AWP(start_epoch=-1), r'start_epoch must be an integer >= 0'),
-])
-def test_bad_arguments(make, match):
-    with pytest.raises(ValueError, match=match): make()
+# Out-of-range hyper-parameters: (callback, kwargs, error, what the message says). Feeds the bad-input table.
+BAD_HPARAMS = [
+    (FGM, dict(eps=-1), ValueError, 'eps must be a number >= 0; got -1'),
+    (FGM, dict(eps='1'), TypeError, "eps must be a number >= 0; got '1'"),
+    (FGM, dict(weight=-0.5), ValueError, 'weight must be a number >= 0; got -0.5'),
+    (FGM, dict(weight=float('nan')), ValueError, 'weight must be a number >= 0; got nan'),
+    (PGD, dict(eps=-1), ValueError, 'eps must be a number >= 0; got -1'),
+    (PGD, dict(step_size=0), ValueError, 'step_size must be a number > 0; got 0'),
+    (PGD, dict(steps=0), ValueError, 'steps must be an integer >= 1; got 0'),
+    (PGD, dict(steps=None), TypeError, 'steps must be an integer >= 1; got None'),
+    (PGD, dict(weight=-1), ValueError, 'weight must be a number >= 0; got -1'),
+    (FreeLB, dict(steps=0), ValueError, 'steps must be an integer >= 1; got 0'),
+    (FreeLB, dict(step_size=-0.1), ValueError, 'step_size must be a number > 0; got -0.1'),
+    (FreeLB, dict(init_mag=-1), ValueError, 'init_mag must be a number >= 0; got -1'),
+    (FreeLB, dict(max_norm=-1), ValueError, 'max_norm must be a number >= 0; got -1'),
+    (SMART, dict(eps=0), ValueError, 'eps must be a number > 0; got 0'),
+    (SMART, dict(weight=-1), ValueError, 'weight must be a number >= 0; got -1'),
+    (SMART, dict(steps=2.5), TypeError, 'steps must be an integer >= 1; got 2.5'),
+    (SMART, dict(noise=-1e-5), ValueError, 'noise must be a number >= 0; got -1e-05'),
+    (AWP, dict(rel_step=0), ValueError, 'rel_step must be a number > 0; got 0'),
+    (AWP, dict(rel_eps=-0.1), ValueError, 'rel_eps must be a number >= 0; got -0.1'),
+    (AWP, dict(start_epoch=-1), ValueError, 'start_epoch must be an integer >= 0; got -1'),
+    (AWP, dict(start_epoch=True), TypeError, 'start_epoch must be an integer >= 0; got True'),
+]
+
+@pytest.mark.parametrize('make,kwargs,error,message', BAD_HPARAMS,
+                         ids=[f"{m.__name__}-{','.join(f'{k}={v!r}' for k, v in kw.items())}" for m, kw, _, _ in BAD_HPARAMS])
+def test_bad_hyper_parameters(make, kwargs, error, message):
+    with pytest.raises(error) as e: make(**kwargs)
+    assert message in str(e.value)
 
 @pytest.mark.parametrize('make,old,new', [(FGM, 'alpha', 'weight'), (PGD, 'alpha', 'weight'), (FreeLB, 'adv_lr', 'step_size'),
                                           (AWP, 'adv_lr', 'rel_step'), (AWP, 'adv_eps', 'rel_eps')])

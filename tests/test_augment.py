@@ -1,16 +1,24 @@
 "Augmentation: text transforms, embedding/hidden mixup, NEFTune, R-Drop, self-training and task-adaptive pretraining (tiny backbone)."
 import math, warnings
+from functools import partial
 import numpy as np, pytest, torch
+from torch import nn
 from fastai.callback.core import Callback, CancelFitException
 from fastai.torch_core import set_seed
 from fmcombo.data import fm_dls
 from fmcombo.learner import fm_learner, symmetric_kl
 from fmcombo.edits import EmbeddingSynonyms
 from fmcombo.augment import (EDA, AEDA, CharNoise, EmbedMix, TMix, NEFTune, RDrop, self_train, adapt_backbone,
-                             pick_confident, tmix_layers, _no_dropout)
+                             pick_confident, tmix_layers)
 
 @pytest.fixture(scope='module')
 def syn(tiny): return EmbeddingSynonyms(tiny, min_sim=-1)
+
+def no_dropout(model):
+    "Every dropout probability set to 0 (the exactness checks compare runs with dropout off)"
+    for m in model.modules():
+        if isinstance(m, nn.Dropout): m.p = 0.
+    return model
 
 def _no_hooks(model): return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
 
@@ -63,14 +71,51 @@ def test_blank_texts_pass_and_bad_input_is_named(syn):
     for tfm in (EDA(synonyms=syn), AEDA(), CharNoise()):
         for blank in ('', ' ', '\n\t'): assert tfm(blank) == blank
         with pytest.raises(TypeError, match='transforms strings'): tfm(None)
-    for bad in (-0.1, 1.1, float('nan'), '0.5', True):
-        with pytest.raises(ValueError, match='must be a probability between 0 and 1'): EDA(p_swap=bad)
-    with pytest.raises(ValueError, match='p_synonym'): EDA(p_synonym=2)
-    with pytest.raises(ValueError, match='ratio'): AEDA(ratio=-1)
-    with pytest.raises(ValueError, match='p must be'): CharNoise(p=1.5)
-    for cb, arg in ((EmbedMix, 'alpha'), (TMix, 'alpha'), (NEFTune, 'noise_mag'), (RDrop, 'weight')):
-        for bad in (0, -1., float('nan')):
-            with pytest.raises(ValueError, match=f'{arg} must be a positive number'): cb(**{arg: bad})
+
+# Out-of-range hyper-parameters: (callback or function, kwargs, error, what the message says). Feeds the bad-input table.
+TWO_TEXTS = ['one text here', 'another text there']
+BAD_HPARAMS = [
+    (EDA, dict(p_swap=-0.1), ValueError, 'p_swap must be a number between 0 and 1; got -0.1'),
+    (EDA, dict(p_delete=1.1), ValueError, 'p_delete must be a number between 0 and 1; got 1.1'),
+    (EDA, dict(p_insert=float('nan')), ValueError, 'p_insert must be a number between 0 and 1; got nan'),
+    (EDA, dict(p_synonym='0.5'), TypeError, "p_synonym must be a number between 0 and 1; got '0.5'"),
+    (EDA, dict(p_swap=True), TypeError, 'p_swap must be a number between 0 and 1; got True'),
+    (EDA, dict(seed='x'), TypeError, "seed must be an integer; got 'x'"),
+    (AEDA, dict(ratio=-1), ValueError, 'ratio must be a number between 0 and 1; got -1'),
+    (CharNoise, dict(p=1.5), ValueError, 'p must be a number between 0 and 1; got 1.5'),
+    (EmbedMix, dict(alpha=0), ValueError, 'alpha must be a number > 0; got 0'),
+    (EmbedMix, dict(alpha=float('inf')), ValueError, 'alpha must be a number > 0; got inf'),
+    (TMix, dict(alpha=-1.), ValueError, 'alpha must be a number > 0; got -1.0'),
+    (TMix, dict(layers=[]), ValueError, 'layers must be a non-empty list of 0-based encoder layer indices; got []'),
+    (NEFTune, dict(noise_mag=0), ValueError, 'noise_mag must be a number > 0; got 0'),
+    (NEFTune, dict(noise_mag=float('nan')), ValueError, 'noise_mag must be a number > 0; got nan'),
+    (RDrop, dict(weight=-1), ValueError, 'weight must be a number > 0; got -1'),
+    (partial(pick_confident, np.full((2, 2), 0.5)), dict(threshold=2), ValueError, 'threshold must be a number between 0 and 1; got 2'),
+    (partial(pick_confident, np.full((2, 2), 0.5)), dict(max_per_class=0), ValueError, 'max_per_class must be an integer >= 1; got 0'),
+    (partial(self_train, None, TWO_TEXTS), dict(threshold=1.2), ValueError, 'threshold must be a number between 0 and 1; got 1.2'),
+    (partial(self_train, None, TWO_TEXTS), dict(rounds=0), ValueError, 'rounds must be an integer >= 1; got 0'),
+    (partial(self_train, None, TWO_TEXTS), dict(max_per_class=2.5), TypeError, 'max_per_class must be an integer >= 1; got 2.5'),
+    (partial(self_train, None, TWO_TEXTS), dict(epochs=0), ValueError, 'epochs must be an integer >= 1; got 0'),
+    (partial(self_train, None, TWO_TEXTS), dict(lr=-1e-4), ValueError, 'lr must be a number > 0; got -0.0001'),
+    (partial(self_train, None, TWO_TEXTS), dict(bs=0), ValueError, 'bs must be an integer >= 1; got 0'),
+    (partial(adapt_backbone, TWO_TEXTS), dict(epochs=0), ValueError, 'epochs must be an integer >= 1; got 0'),
+    (partial(adapt_backbone, TWO_TEXTS), dict(lr=0), ValueError, 'lr must be a number > 0; got 0'),
+    (partial(adapt_backbone, TWO_TEXTS), dict(bs=-1), ValueError, 'bs must be an integer >= 1; got -1'),
+    (partial(adapt_backbone, TWO_TEXTS), dict(max_len=1), ValueError, 'max_len must be an integer >= 2; got 1'),
+    (partial(adapt_backbone, TWO_TEXTS), dict(mask_prob=0), ValueError, 'mask_prob must be a number > 0 and <= 1; got 0'),
+    (partial(adapt_backbone, TWO_TEXTS), dict(valid_pct=1.5), ValueError, 'valid_pct must be a number between 0 and 1; got 1.5'),
+    (partial(adapt_backbone, TWO_TEXTS), dict(seed=None), TypeError, 'seed must be an integer; got None'),
+]
+
+def _name(f): return f.func.__name__ if isinstance(f, partial) else f.__name__
+
+@pytest.mark.parametrize('make,kwargs,error,message', BAD_HPARAMS,
+                         ids=[f"{_name(m)}-{','.join(f'{k}={v!r}' for k, v in kw.items())}" for m, kw, _, _ in BAD_HPARAMS])
+def test_bad_hyper_parameters(make, kwargs, error, message, tmp_path):
+    if _name(make) == 'adapt_backbone': kwargs = dict(kwargs, out=tmp_path/'never')
+    with pytest.raises(error) as e: make(**kwargs)
+    assert message in str(e.value)
+    assert not (tmp_path/'never').exists()
 
 @pytest.mark.parametrize('make,new', [(NEFTune, 'noise_mag'), (RDrop, 'weight')])
 def test_old_argument_names_still_work_with_a_warning(make, new):
@@ -85,7 +130,7 @@ def _pairs(few):
 
 def _train(data, tiny, cbs, epochs=2):
     learn = fm_learner(fm_dls(data, backbone=tiny, bs=2, seed=0, max_len=512), cbs=cbs)
-    _no_dropout(learn.model)
+    no_dropout(learn.model)
     with learn.no_bar(), learn.no_logging(): learn.fit(epochs, 1e-2)
     return torch.cat([p.detach().flatten() for p in learn.model.parameters()])
 
@@ -181,7 +226,7 @@ def test_rdrop_kl_is_zero_without_dropout_and_not_with(few, tiny):
     res = {}
     for drop in (False, True):
         learn = fm_learner(fm_dls(few, backbone=tiny, bs=10, seed=0, max_len=64), cbs=[RDrop(weight=1.)])
-        if not drop: _no_dropout(learn.model)
+        if not drop: no_dropout(learn.model)
         class LossProbe(Callback):
             order = 100
             def after_loss(self):

@@ -1,5 +1,6 @@
 "Ensembles: combination methods, training several members, snapshot, SWA, soups, distillation and ECE, on the tiny backbone."
 import json, shutil
+from functools import partial
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from fastai.callback.core import Callback
@@ -7,7 +8,7 @@ from fastai.losses import CrossEntropyLossFlat
 from fmcombo.data import fm_dls, sample_per_class
 from fmcombo.learner import fm_learner
 from fmcombo.ensemble import (Ensemble, METHODS, train_ensemble, SnapshotEnsemble, SWA, soup, Distill, ece,
-                              reliability_diagram, learner_like)
+                              reliability_diagram, learner_like, transfer_set)
 
 def _train(tiny, few, seed, epochs=1, cbs=None, **kw):
     learn = fm_learner(fm_dls(few, backbone=tiny, bs=8, seed=seed), cbs=cbs, **kw)
@@ -172,7 +173,7 @@ def test_distill_loss(members, tiny, few):
             torch.testing.assert_close(d.lf(pred, y), (1-w)*plain + w*kd, atol=1e-4, rtol=1e-3)
         d.after_train()
         assert isinstance(learn.loss_func, CrossEntropyLossFlat)
-    with pytest.raises(ValueError, match='weight must be between'): Distill(members[0], weight=2)
+    with pytest.raises(ValueError, match='weight must be a number between 0 and 1; got 2'): Distill(members[0], weight=2)
 
 def test_distill_trains(members, tiny, few):
     learn = fm_learner(fm_dls(few, backbone=tiny, bs=8, seed=1), cbs=[Distill(Ensemble(members))])
@@ -208,3 +209,30 @@ def test_learner_like_keeps_the_optimizer(tiny, few):
     for opt in (FusedAdam, Adam):
         learn = fm_learner(fm_dls(few, backbone=tiny, bs=4, seed=0), opt_func=opt)
         assert learner_like(learn).opt_func is opt
+
+# Out-of-range hyper-parameters: (callback or function, kwargs, error, what the message says). Feeds the bad-input table.
+P, Y = np.full((4, 2), 0.5), np.array([0, 1, 0, 1])
+BAD_HPARAMS = [
+    (partial(ece, P, Y), dict(bins=0), ValueError, 'bins must be an integer >= 1; got 0'),
+    (partial(reliability_diagram, P, Y), dict(bins=2.5), TypeError, 'bins must be an integer >= 1; got 2.5'),
+    (partial(Ensemble, []), dict(bs=0), ValueError, 'bs must be an integer >= 1; got 0'),
+    (partial(train_ensemble, None), dict(n=0), ValueError, 'n must be an integer >= 1; got 0'),
+    (partial(train_ensemble, None), dict(epochs=0), ValueError, 'epochs must be an integer >= 1; got 0'),
+    (partial(train_ensemble, None), dict(lr=-1), ValueError, 'lr must be a number > 0; got -1'),
+    (SnapshotEnsemble, dict(cycles=0), ValueError, 'cycles must be an integer >= 1; got 0'),
+    (SnapshotEnsemble, dict(cycles='5'), TypeError, "cycles must be an integer >= 1; got '5'"),
+    (SWA, dict(start_epoch=-1), ValueError, 'start_epoch must be an integer >= 0; got -1'),
+    (SWA, dict(lr=0), ValueError, 'lr must be a number > 0; got 0'),
+    (partial(Distill, None), dict(T=0), ValueError, 'T must be a number > 0; got 0'),
+    (partial(Distill, None), dict(weight=1.5), ValueError, 'weight must be a number between 0 and 1; got 1.5'),
+    (partial(Distill, None), dict(weight=float('nan')), ValueError, 'weight must be a number between 0 and 1; got nan'),
+    (partial(transfer_set, None, None, ['a text']), dict(bs=0), ValueError, 'bs must be an integer >= 1; got 0'),
+]
+
+def _name(f): return f.func.__name__ if isinstance(f, partial) else f.__name__
+
+@pytest.mark.parametrize('make,kwargs,error,message', BAD_HPARAMS,
+                         ids=[f"{_name(m)}-{','.join(f'{k}={v!r}' for k, v in kw.items())}" for m, kw, _, _ in BAD_HPARAMS])
+def test_bad_hyper_parameters(make, kwargs, error, message):
+    with pytest.raises(error) as e: make(**kwargs)
+    assert message in str(e.value)

@@ -149,8 +149,8 @@ def test_bad_input(model, batch):
     with pytest.raises(TypeError, match='get_input_embeddings'): perturb(nn.Linear(2, 2))
     with pytest.raises(ValueError, match=r'layer must be an int in \[0, 2\).*got 5'): perturb(model, layer=5)
     with pytest.raises(TypeError, match='fn must be callable'): perturb(model, fn=3)
-    with pytest.raises(ValueError, match='mag must be >= 0'): new_delta(model, mask, mag=-1.)
-    with pytest.raises(ValueError, match='eps must be >= 0'): project(torch.zeros(3, 7, 16), mask, -0.1)
+    with pytest.raises(ValueError, match='mag must be a number >= 0'): new_delta(model, mask, mag=-1.)
+    with pytest.raises(ValueError, match='eps must be a number >= 0'): project(torch.zeros(3, 7, 16), mask, -0.1)
     with pytest.raises(ValueError, match=r'delta has shape \(3, 6, 16\)'):
         with perturb(model, mask, delta=torch.zeros(3, 6, 16)): model(ids, mask)
     with pytest.raises(ValueError, match=r'mask has shape \(3, 5\)'):
