@@ -4,7 +4,10 @@
     python benchmarks/robustness.py --seeds 0 --threads 1 # one process per seed, then run again to collect
 
 Recipes (every callback and transform with its library defaults): plain fine-tuning, FGM, FreeLB,
-CharNoise augmentation, FGM + CharNoise. Paired: seed s draws the training sample, shuffles the
+CharNoise augmentation, FGM + CharNoise, and discrete adversarial training (`A2T`: a quarter of each
+training batch replaced by the library's own character attack on the current model, from the second
+epoch) at two budgets (1 and 2 words changed per text), its combination with FGM, and its word-attack
+variant (for the transfer question: does training on synonyms help against typos, and the reverse?). Paired: seed s draws the training sample, shuffles the
 batches, seeds the augmentation and initialises the head, for every recipe. Each model is trained
 with `fit_one_cycle(DEFAULT_EPOCHS, DEFAULT_LR)` (no per-epoch validation), then
 - its clean accuracy is measured on the fixed stratified 2,000-tweet subset of the test split that
@@ -12,8 +15,9 @@ with `fit_one_cycle(DEFAULT_EPOCHS, DEFAULT_LR)` (no per-epoch validation), then
 - `robustness_report` attacks the same 500 test tweets (drawn with seed 0) for every model: the
   embedding attack (PGD, 5 steps, eps 0.1, 0.3 and 1), the character attack (max_words=0.1) and the
   word attack (max_words=0.2, min_similarity=0.5).
-Each finished run is appended to results/robustness-runs.jsonl, so the script resumes; delete it to
-measure afresh. Writes results/robustness.json.
+Each finished run is appended to results/robustness-runs.jsonl, so the script resumes (and two
+processes with different --seeds or --recipes can share it); delete it to measure afresh. Writes
+results/robustness.json from every cached run of the corpus and settings.
 """
 import argparse, json, sys, time
 from pathlib import Path
@@ -23,7 +27,7 @@ from fmcombo.data import load_corpus, sample_per_class, fm_dls
 from fmcombo.learner import fm_learner, DEFAULT_EPOCHS, DEFAULT_LR
 from fmcombo.adversarial import FGM, FreeLB
 from fmcombo.augment import CharNoise
-from fmcombo.robustness import robustness_report, EmbeddingAttack, CharAttack, WordSubstitution
+from fmcombo.robustness import robustness_report, EmbeddingAttack, CharAttack, WordSubstitution, A2T
 
 RESULTS = Path(__file__).parent/'results'
 RECIPES = {  # name: (text_tfms, callbacks), built fresh for each run
@@ -35,8 +39,14 @@ RECIPES = {  # name: (text_tfms, callbacks), built fresh for each run
     # not run by default (name them with --recipes): is CharNoise's default p too low to defend against typos?
     'CharNoise p=0.3': lambda: ([CharNoise(p=0.3)], []),
     'FGM + CharNoise p=0.3': lambda: ([CharNoise(p=0.3)], [FGM()]),
+    # discrete adversarial training on the library's own attacks
+    'A2T char b1': lambda: ([], [A2T('char', budget=1)]),
+    'A2T char b2': lambda: ([], [A2T('char', budget=2)]),
+    'A2T char b1 + FGM': lambda: ([], [A2T('char', budget=1), FGM()]),
+    'A2T word b1': lambda: ([], [A2T('word', budget=1)]),
 }
 MAIN = ['plain', 'FGM', 'FreeLB', 'CharNoise', 'FGM + CharNoise']
+ROBUST = ['plain', 'FGM', 'FGM + CharNoise', 'A2T char b1', 'A2T char b2', 'A2T char b1 + FGM', 'A2T word b1']
 EPS = [0.1, 0.3, 1.0]
 
 def test_subset(ds, size:int):
@@ -46,29 +56,39 @@ def test_subset(ds, size:int):
 def train(sample, recipe:str, seed:int):
     tfms, cbs = RECIPES[recipe]()
     learn = fm_learner(fm_dls(sample, bs=16, seed=seed, text_tfms=tfms or None), cbs=cbs)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(DEFAULT_EPOCHS, DEFAULT_LR)
-    return learn, time.perf_counter() - t0
+    return learn, time.perf_counter() - t0, time.process_time() - c0   # CPU time: the cost on a shared machine (one thread)
+
+def a2t_cost(learn) -> dict:
+    "What the attacks inside training cost: seconds, queries per attacking step, texts replaced"
+    cb = next((c for c in learn.cbs if isinstance(c, A2T)), None)
+    if cb is None: return {}
+    steps = [h for h in cb.history]
+    return dict(a2t_seconds=round(cb.seconds, 1), a2t_steps=len(steps), a2t_queries_per_step=round(float(np.mean([h['queries'] for h in steps])), 1),
+                a2t_texts_replaced=sum(len(h['texts']) for h in steps))
 
 def one_run(ds, test, recipe, seed, a):
-    learn, train_s = train(sample_per_class(ds['train'], a.n, seed=seed), recipe, seed)
+    learn, train_s, train_cpu = train(sample_per_class(ds['train'], a.n, seed=seed), recipe, seed)
+    eps = a.eps
     _, probs = learn.predict_texts(test['text'], bs=64)
     clean = float((probs.argmax(1) == np.array(test['label'])).mean())
     t0 = time.perf_counter()
-    rep = robustness_report(learn, ds['test'], attacks=[EmbeddingAttack(eps=EPS, steps=5), CharAttack(max_words=0.1),
+    rep = robustness_report(learn, ds['test'], attacks=[EmbeddingAttack(eps=eps, steps=5), CharAttack(max_words=0.1),
                                                         WordSubstitution(max_words=0.2, min_similarity=0.5)],
                             n=a.attacked, seed=0, progress=False)
     emb = rep.runs['embedding'].table['accuracy']
     return dict(recipe=recipe, seed=seed, corpus=a.corpus, n_per_class=a.n, epochs=DEFAULT_EPOCHS, lr=DEFAULT_LR,
-                accuracy=clean, test_size=len(test), train_seconds=round(train_s, 1), attack_seconds=round(time.perf_counter() - t0, 1),
-                attacked=a.attacked, clean_attacked=float(rep['clean accuracy'].iloc[0]),
-                embedding={f'{e:g}': float(emb[e]) for e in EPS},
-                char={k: float(v) for k, v in rep.loc['char'].items()}, word={k: float(v) for k, v in rep.loc['word'].items()})
+                accuracy=clean, test_size=len(test), train_seconds=round(train_s, 1), train_cpu_seconds=round(train_cpu, 1),
+                attack_seconds=round(time.perf_counter() - t0, 1), attacked=a.attacked, clean_attacked=float(rep['clean accuracy'].iloc[0]),
+                eps=eps, embedding={f'{e:g}': float(emb[e]) for e in eps},
+                char={k: float(v) for k, v in rep.loc['char'].items()}, word={k: float(v) for k, v in rep.loc['word'].items()},
+                **a2t_cost(learn))
 
 def _ms(xs): return f"{np.mean(xs):.1%} ± {np.std(xs, ddof=1):.1%}" if len(xs) > 1 else f"{xs[0]:.1%}"
 
-def table(runs, recipes):
-    "Mean ± std over seeds of each recipe; paired differences to plain under the character attack and on clean accuracy"
+def table(runs, recipes, eps=EPS):
+    "Mean ± std over seeds of each recipe; paired differences to plain on clean accuracy and under each attack"
     rows = []
     base = {r['seed']: r for r in runs if r['recipe'] == 'plain'}
     for rec in recipes:
@@ -76,15 +96,25 @@ def table(runs, recipes):
         if not rs: continue
         row = {'recipe': rec, 'seeds': len(rs), 'clean (2,000 tweets)': _ms([r['accuracy'] for r in rs]),
                'clean (500 attacked)': _ms([r['clean_attacked'] for r in rs])}
-        for e in EPS: row[f'embedding ε={e:g}'] = _ms([r['embedding'][f'{e:g}'] for r in rs])
+        for e in eps: row[f'embedding ε={e:g}'] = _ms([r['embedding'][f'{e:g}'] for r in rs])
         row['char attack'] = _ms([r['char']['accuracy under attack'] for r in rs])
         row['word attack'] = _ms([r['word']['accuracy under attack'] for r in rs])
         paired = [r for r in rs if r['seed'] in base]
         if rec != 'plain' and paired:
-            row['Δ clean vs plain (paired)'] = _ms([r['accuracy'] - base[r['seed']]['accuracy'] for r in paired])
-            row['Δ char attack vs plain (paired)'] = _ms([r['char']['accuracy under attack'] - base[r['seed']]['char']['accuracy under attack'] for r in paired])
+            d = lambda f: _ms([f(r) - f(base[r['seed']]) for r in paired])
+            row['Δ clean vs plain (paired)'] = d(lambda r: r['accuracy'])
+            row['Δ char attack vs plain (paired)'] = d(lambda r: r['char']['accuracy under attack'])
+            row['Δ word attack vs plain (paired)'] = d(lambda r: r['word']['accuracy under attack'])
+            row['Δ embedding ε=0.1 vs plain (paired)'] = d(lambda r: r['embedding']['0.1'])
+            t = 'train_cpu_seconds' if all('train_cpu_seconds' in r for r in paired + [base[r['seed']] for r in paired]) else 'train_seconds'
+            row['train time / plain (paired)'] = f"{np.mean([r[t]/base[r['seed']][t] for r in paired]):.2f}×"
         row['char success rate'] = _ms([r['char']['attack success rate'] for r in rs])
+        row['word success rate'] = _ms([r['word']['attack success rate'] for r in rs])
         row['train s/run'] = round(float(np.mean([r['train_seconds'] for r in rs])), 1)
+        if all('train_cpu_seconds' in r for r in rs): row['train CPU s/run'] = round(float(np.mean([r['train_cpu_seconds'] for r in rs])), 1)
+        if all('a2t_seconds' in r for r in rs):
+            row['A2T queries/step'] = round(float(np.mean([r['a2t_queries_per_step'] for r in rs])), 1)
+            row['A2T texts replaced/run'] = round(float(np.mean([r['a2t_texts_replaced'] for r in rs])), 1)
         row['attack s/run'] = round(float(np.mean([r['attack_seconds'] for r in rs])), 1)
         rows.append(row)
     return rows
@@ -93,10 +123,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--corpus', default='tweet_sentiment')
     ap.add_argument('--n', type=int, default=32, help='training examples per class')
-    ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    ap.add_argument('--recipes', nargs='+', default=MAIN, choices=list(RECIPES))
+    ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2, 3, 4])
+    ap.add_argument('--recipes', nargs='+', default=ROBUST, choices=list(RECIPES), help=f'default: {ROBUST}; the first table also had {MAIN}')
     ap.add_argument('--test-size', type=int, default=2000, help='stratified test subset for clean accuracy')
     ap.add_argument('--attacked', type=int, default=500, help='test texts attacked')
+    ap.add_argument('--eps', type=float, nargs='+', default=EPS, help='radii of the embedding attack')
     ap.add_argument('--threads', type=int, default=None, help='torch threads (one process per seed: 1)')
     ap.add_argument('--cache', default=str(RESULTS/'robustness-runs.jsonl'))
     ap.add_argument('--out', default=str(RESULTS/'robustness.json'))
@@ -108,8 +139,8 @@ def main():
     def cached():
         if not cache.exists(): return {}
         rs = [json.loads(l) for l in cache.read_text().splitlines() if l.strip()]
-        return {(r['recipe'], r['seed']): r for r in rs if (r['corpus'], r['n_per_class'], r['lr'], r['epochs'], r['attacked'], r['test_size'])
-                == (a.corpus, a.n, DEFAULT_LR, DEFAULT_EPOCHS, a.attacked, len(test))}
+        return {(r['recipe'], r['seed']): r for r in rs if (r['corpus'], r['n_per_class'], r['lr'], r['epochs'], r['attacked'], r['test_size'],
+                r.get('eps', EPS)) == (a.corpus, a.n, DEFAULT_LR, DEFAULT_EPOCHS, a.attacked, len(test), a.eps)}
     for seed in a.seeds:                       # seeds outer, recipes inner: a partial run stays paired
         for recipe in a.recipes:
             if (recipe, seed) in cached(): continue
@@ -119,8 +150,8 @@ def main():
                   f"word {r['word']['accuracy under attack']:.1%}, embedding {r['embedding']} ({r['train_seconds']:.0f}+{r['attack_seconds']:.0f}s)", flush=True)
     runs = sorted(cached().values(), key=lambda r: (r['seed'], list(RECIPES).index(r['recipe'])))
     res = dict(corpus=a.corpus, n_per_class=a.n, seeds=sorted({r['seed'] for r in runs}), epochs=DEFAULT_EPOCHS, lr=DEFAULT_LR,
-               test_size=len(test), n_attacked=a.attacked, attacks=dict(embedding=f'PGD, 5 steps, eps {EPS}', char='CharAttack(max_words=0.1)',
-               word='WordSubstitution(max_words=0.2, min_similarity=0.5)'), table=table(runs, list(RECIPES)), runs=runs,
+               test_size=len(test), n_attacked=a.attacked, attacks=dict(embedding=f'PGD, 5 steps, eps {a.eps}', char='CharAttack(max_words=0.1)',
+               word='WordSubstitution(max_words=0.2, min_similarity=0.5)'), table=table(runs, list(RECIPES), a.eps), runs=runs,
                command='python benchmarks/robustness.py ' + ' '.join(sys.argv[1:]))
     Path(a.out).write_text(json.dumps(res, indent=2))
     for row in res['table']: print(row)

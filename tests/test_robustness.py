@@ -1,5 +1,5 @@
 "Robustness: the three attacks and the report, on the tiny backbone and on a hand-made keyword classifier."
-import random
+import random, re
 import numpy as np, pandas as pd, pytest, torch
 from fmcombo.data import fm_dls, sample_per_class
 from fmcombo.learner import fm_learner
@@ -192,3 +192,85 @@ def test_bad_input(learn, test):
     with pytest.raises(TypeError, match='must be an FMLearner'): Victim(object())
     with pytest.raises(ValueError, match=r"labels \['great'\] are not in the vocabulary \['negative', 'neutral', 'positive'\]"):
         char_attack(learn, pd.DataFrame({'text': ['so good'], 'label': ['great']}))
+
+# --- discrete adversarial training (A2T) ---
+
+from fmcombo.adversarial import FGM
+from fmcombo.robustness import A2T, training_attack
+
+def _a2t_learner(tiny, tweets, *cbs, seed=0):
+    return fm_learner(fm_dls(sample_per_class(tweets['train'], 8, seed=seed), backbone=tiny, bs=8, max_len=48, seed=seed), cbs=list(cbs))
+
+def _fit(l, epochs=1):
+    with l.no_bar(), l.no_logging(): l.fit_one_cycle(epochs, 1e-2)
+    return l
+
+def _changed(old, new):
+    o, n = split_words(old), split_words(new)
+    assert len(o) == len(n)
+    return [(a, b) for a, b in zip(o, n) if a != b]
+
+def test_a2t_trains_on_typos_of_the_batch_within_budget(tiny, tweets):
+    cb = A2T(share=0.5, budget=2, start_epoch=0, max_queries=200, seed=0)
+    l = _fit(_a2t_learner(tiny, tweets, cb))
+    assert np.isfinite(l.recorder.losses[-1].item())
+    fed = [pair for h in cb.history for pair in h['texts'].values()]
+    assert fed and len(cb.history) == len(l.dls.train)
+    for old, new in fed:
+        ch = _changed(old, new)
+        assert 1 <= len(ch) <= 2 and all(_edit_distance_one(a.lower(), b.lower()) for a, b in ch)
+    assert all(h['queries'] <= 200 for h in cb.history)
+
+def test_a2t_word_attack_substitutes_words(tiny, tweets):
+    cb = A2T('word', share=1., budget=1, start_epoch=0, max_queries=400, seed=0)
+    _fit(_a2t_learner(tiny, tweets, cb))
+    fed = [pair for h in cb.history for pair in h['texts'].values()]
+    assert fed and all(len(_changed(o, n)) == 1 for o, n in fed)
+
+def test_a2t_attacks_the_keyword_of_a_keyword_model():
+    texts = ['the food was excellent and cheap', 'an excellent quiet place to read', 'nice staff but slow service']
+    new = A2T(share=1., budget=1, seed=0).adversarial_texts(Victim(KeywordModel()), texts, np.array([1, 1, 1]))
+    assert sorted(new) == [0, 1]   # the misclassified text is not attacked
+    for i, t in new.items():
+        (old, typo), = _changed(texts[i], t)
+        assert old == 'excellent' and _edit_distance_one(old, typo)
+    syn = WordSubstitution(synonyms=lambda w: {'excellent': ['superb']}.get(w, []), budget=1, tries=2)
+    assert A2T(syn, share=1., seed=0).adversarial_texts(Victim(KeywordModel()), texts[:1], np.array([1])) == {0: 'the food was superb and cheap'}
+
+def test_a2t_is_idle_before_start_epoch_in_validation_lr_find_and_get_preds(tiny, tweets):
+    cb = A2T(start_epoch=1, share=1., seed=0)
+    l = _fit(_a2t_learner(tiny, tweets, cb), epochs=2)
+    assert {h['epoch'] for h in cb.history} == {1} and len(cb.history) == len(l.dls.train)
+    n = len(cb.history)
+    l.get_preds(); l.validate(); l.predict_texts(['good day', 'bad day'])
+    assert len(cb.history) == n
+    cb0 = A2T(start_epoch=0, share=1., seed=0)
+    l0 = _a2t_learner(tiny, tweets, cb0)
+    with l0.no_bar(), l0.no_logging(): l0.lr_find(num_it=4, show_plot=False)
+    assert cb0.history == []
+
+def test_a2t_same_seed_same_texts(tiny, tweets):
+    runs = [A2T(share=0.5, start_epoch=0, seed=s) for s in (0, 0, 1)]
+    for cb in runs: _fit(_a2t_learner(tiny, tweets, cb))
+    texts = [[h['texts'] for h in cb.history] for cb in runs]
+    assert texts[0] == texts[1] and texts[0] != texts[2]
+
+def test_a2t_without_queries_left_trains_as_plain(tiny, tweets):
+    "A step bound too small for any text attacks nothing, and draws nothing from torch: the weights are plain training's"
+    cb = A2T(share=1., start_epoch=0, max_queries=1, seed=0)
+    a, b = _fit(_a2t_learner(tiny, tweets, cb)), _fit(_a2t_learner(tiny, tweets))
+    assert all(h['texts'] == {} and h['queries'] == 0 for h in cb.history)
+    for p, q in zip(a.model.parameters(), b.model.parameters()): assert torch.equal(p, q)
+
+def test_a2t_with_fgm_trains(tiny, tweets):
+    cb = A2T(share=0.5, start_epoch=0, seed=0)
+    l = _fit(_a2t_learner(tiny, tweets, cb, FGM()))
+    assert np.isfinite(l.recorder.losses[-1].item()) and cb.history
+
+@pytest.mark.parametrize('kw, msg', [(dict(share=1.5), 'share is the share'), (dict(share=-0.1), 'in [0, 1]'),
+                                     (dict(budget=0), 'budget is the most words'), (dict(budget=1.5), 'integer >= 1'),
+                                     (dict(attack='typo'), "unknown attack 'typo'"), (dict(max_queries=0), 'max_queries'),
+                                     (dict(start_epoch=-1), 'start_epoch')])
+def test_a2t_bad_arguments(kw, msg):
+    with pytest.raises(ValueError, match=re.escape(msg)): A2T(**kw)
+    with pytest.raises(TypeError, match='attack must be'): training_attack(3)
