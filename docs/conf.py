@@ -4,7 +4,8 @@ project = "fmcombo"
 author = "fmcombo maintainers"
 copyright = "fmcombo maintainers"
 
-extensions = ["myst_nb"]
+# MathJax from the sphinx-mathjax-offline package, copied into the site: the default loads it from a CDN
+extensions = ["myst_nb", "sphinx-mathjax-offline"]
 nb_execution_mode = "off"          # the notebooks' committed outputs are what the site shows
 nb_output_stderr = "show"
 myst_enable_extensions = ["colon_fence", "dollarmath"]

@@ -94,6 +94,9 @@ def test_every_page_loads_clean(site, base_url, page):
         problems += [f'{rel}: {p}' for p in page.problems]
         hrefs = page.eval_on_selector_all('a[href]', 'els => els.map(e => e.href)')
         problems += [f'{rel}: link {h}: {why}' for h in set(hrefs) if (why := _internal_problem(h, base_url, site))]
+        if page.locator('span.math, div.math').count():   # MathJax ships with the site: formulas typeset offline
+            try: page.wait_for_selector('mjx-container', timeout=15_000)
+            except Exception: problems.append(f'{rel}: formulas not typeset (MathJax did not load)')
         broken = page.eval_on_selector_all('img', 'els => els.filter(e => !(e.complete && e.naturalWidth > 0)).map(e => e.src)')
         problems += [f'{rel}: broken image {s}' for s in broken]
     assert not problems, '\n'.join(problems)

@@ -365,6 +365,9 @@ def write_markdown_pages(pages:dict):
     for page, nb in pages.items(): _write(OUT/f'{page}.html.md', _nb_markdown(nb))
 
 def sphinx(quiet:bool=True) -> None:
+    "A fresh Sphinx build (a few seconds): no page of a removed notebook, no sidebar out of date"
+    import shutil
+    for d in (OUT, DOCTREES): shutil.rmtree(d, ignore_errors=True)
     cmd = [sys.executable, '-m', 'sphinx', '-W', '--keep-going', '-b', 'html', '-c', str(ROOT/'docs'),
            '-d', str(DOCTREES), str(SRC), str(OUT)] + (['-q'] if quiet else [])
     subprocess.run(cmd, check=True)
@@ -372,12 +375,12 @@ def sphinx(quiet:bool=True) -> None:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--workers', type=int, default=2, help="processes for nbdev's processing")
-    ap.add_argument('--force', action='store_true', help="ignore the caches of nbdev's processing and of Sphinx")
+    ap.add_argument('--force', action='store_true', help="ignore the cache of nbdev's processing")
     args = ap.parse_args(argv)
     t0 = time.time()
     if args.force:
         import shutil
-        for d in (SRC, DOCTREES, OUT): shutil.rmtree(d, ignore_errors=True)
+        shutil.rmtree(SRC, ignore_errors=True)
     process(args.workers, args.force)
     t1 = time.time()
     kinds = assemble()
