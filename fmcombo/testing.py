@@ -17,7 +17,7 @@ from .backbone import quiet_hf
 from .data import load_corpus
 
 # %% auto #0
-__all__ = ['tiny_backbone']
+__all__ = ['tiny_backbone', 'no_dropout']
 
 # %% ../nbs/testing.ipynb #502c96df
 _TINY_VERSION = 2
@@ -54,3 +54,11 @@ def tiny_backbone(vocab_size:int=1000, # WordPiece vocabulary size
         root.mkdir(parents=True, exist_ok=True)
         _build_tiny(dest, vocab_size, seed)
     return str(dest)
+
+# %% ../nbs/testing.ipynb #b3a4883f
+def no_dropout(model:torch.nn.Module, # any torch model
+              ) -> torch.nn.Module:
+    "`model` with every dropout probability set to 0, for tests that compare runs exactly"
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout): m.p = 0.
+    return model

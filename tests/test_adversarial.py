@@ -8,6 +8,7 @@ from fastai.learner import Learner
 from fmcombo.data import fm_dls
 from fmcombo.learner import fm_learner, symmetric_kl, CPUMixedPrecision
 from fmcombo.perturb import masked_norm
+from fmcombo.testing import no_dropout
 from fmcombo.adversarial import FGM, PGD, FreeLB, SMART, AWP, AdversarialCallback
 
 ALL = [lambda: FGM(), lambda: PGD(), lambda: FreeLB(), lambda: SMART(), lambda: AWP(start_epoch=0)]
@@ -21,8 +22,7 @@ def short(few):
 
 def make_learn(tiny, data, cbs=(), bs=8, **kw):
     learn = fm_learner(fm_dls(data, backbone=tiny, bs=bs, max_len=64, seed=0), cbs=list(cbs), head_dropout=0., **kw)
-    for m in learn.model.modules():
-        if isinstance(m, nn.Dropout): m.p = 0.
+    no_dropout(learn.model)
     return learn
 
 def fit(learn, n=1, lr=1e-3, **kw):

@@ -8,17 +8,12 @@ from fastai.torch_core import set_seed
 from fmcombo.data import fm_dls
 from fmcombo.learner import fm_learner, symmetric_kl
 from fmcombo.edits import EmbeddingSynonyms
+from fmcombo.testing import no_dropout
 from fmcombo.augment import (EDA, AEDA, CharNoise, EmbedMix, TMix, NEFTune, RDrop, self_train, adapt_backbone,
                              pick_confident, tmix_layers)
 
 @pytest.fixture(scope='module')
 def syn(tiny): return EmbeddingSynonyms(tiny, min_sim=-1)
-
-def no_dropout(model):
-    "Every dropout probability set to 0 (the exactness checks compare runs with dropout off)"
-    for m in model.modules():
-        if isinstance(m, nn.Dropout): m.p = 0.
-    return model
 
 def _no_hooks(model): return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
 
