@@ -32,8 +32,19 @@ test: $(STAMP)
 export: $(STAMP)
 	$(VENV)/bin/nbdev-clean && $(VENV)/bin/nbdev-export && $(PY) tools/make_readme.py
 
-bench: $(STAMP)
-	$(PY) benchmarks/overhead.py
+# Benchmarks (hours; never part of `make test`): few-shot quality against SetFit and the transformers Trainer, the cost of a training
+# step and of prediction against a raw loop, the Trainer and a pipeline, and fmcombo's own overhead. QUICK=1: 2 seeds x 3 rows on
+# the tiny backbone, in minutes. Results go to $(BENCH_OUT) (quality/, cost.json, cost.md).
+BENCH_OUT ?= benchmarks/results
+BENCH_STAMP := $(VENV)/.fmcombo-bench-installed
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install -q -e ".[bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PY) benchmarks/quality.py --out $(BENCH_OUT)/quality$(if $(QUICK),-quick) $(if $(QUICK),--quick)
+	$(PY) benchmarks/cost.py --out $(BENCH_OUT) $(if $(QUICK),--quick)
+	$(if $(QUICK),,$(PY) benchmarks/overhead.py)
 
 # The documentation site, offline, into _docs/: nbdev's processed notebooks, tools/build_site.py, Sphinx + myst-nb + furo with -W
 DOCS_STAMP := $(VENV)/.fmcombo-docs-installed

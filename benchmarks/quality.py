@@ -1,0 +1,226 @@
+"""Few-shot quality against the peers: fmcombo's recipes and transfer techniques, SetFit and the transformers Trainer, on the same samples and seeds.
+
+    python benchmarks/quality.py                                   # the full benchmark (hours): both corpora, seeds 0-4, every row
+    python benchmarks/quality.py --corpora tweet_sentiment --rows plain supcon setfit --seeds 0 1 2
+    python benchmarks/quality.py --quick                           # 2 seeds x 3 rows on the tiny backbone, in minutes (`make bench QUICK=1`)
+
+Settings: BBC News with 8 texts per class and tweets with 32 per class. Seed s draws the training
+sample (`sample_per_class(train, n, seed=s)`), shuffles the batches and initialises the head, for
+every row alike (paired). Every model is scored on the same fixed stratified 2,000-text subset of
+the test split (as benchmarks/adversarial_accuracy.py picks it; BBC's 445-text test split is used
+whole) and attacked with the character attack on 200 of those texts.
+
+Rows: fmcombo's built-in recipes (`plain`, `combined` and every single technique at its default,
+trained by `Recipe.train`), the transfer techniques of `fmcombo.transfer` at their defaults
+(trained like `plain`: `fit_one_cycle(DEFAULT_EPOCHS, DEFAULT_LR)` with the callback added), and
+the peers: SetFit 1.2 (`setfit`, the same backbone folder as body, its default training
+arguments, a metric callable so that nothing is downloaded) and the transformers `Trainer`
+(`AutoModelForSequenceClassification`, its default arguments; `trainer-neftune` adds its own
+`neftune_noise_alpha=5`). The peers are benchmark dependencies only: `pip install -e ".[bench]"`.
+
+Per row: accuracy and macro-F1 mean ± std over seeds, the paired difference to `plain` and to
+`setfit` with a 95 % bootstrap interval (seeds and test texts resampled, `experiment.paired_bootstrap`),
+ECE, accuracy under the character attack, and training seconds. Resumable: every finished run is
+appended to <out>/quality-runs.jsonl and skipped when the command is run again; quality.json and
+quality.md are rewritten after every run.
+"""
+import argparse, json, os, shutil, sys, tempfile, time, warnings
+from pathlib import Path
+
+import datasets, numpy as np, torch
+from fastprogress.fastprogress import progress_bar
+
+from fmcombo.backbone import default_backbone_path, quiet_hf
+from fmcombo.data import load_corpus, sample_per_class, fm_dls, label_indices
+from fmcombo.learner import fm_learner, DEFAULT_EPOCHS, DEFAULT_LR
+from fmcombo.ensemble import classification_scores
+from fmcombo.experiment import BUILTIN_RECIPES, get_recipe, paired_bootstrap
+from fmcombo.robustness import char_attack
+from fmcombo.transfer import ContrastiveStage, PrototypeHead, SupCon, ReinitTop, LayerLRDecay
+
+SETTINGS = {'bbc_news': 8, 'tweet_sentiment': 32}
+TRANSFER = {'contrastive': lambda: [ContrastiveStage()], 'contrastive+prototype': lambda: [ContrastiveStage(), PrototypeHead()],
+            'supcon': lambda: [SupCon()], 'prototype': lambda: [PrototypeHead()], 'reinit': lambda: [ReinitTop(1)],
+            'llrd': lambda: [LayerLRDecay(0.9)]}
+PEERS = ('setfit', 'trainer', 'trainer-neftune')
+ALL_ROWS = list(BUILTIN_RECIPES) + list(TRANSFER) + list(PEERS)
+QUICK_ROWS = ['plain', 'supcon', 'trainer']
+
+def test_subset(ds, size:int):
+    "A fixed stratified subset of the test split (the whole split when `size` is 0 or too large), as adversarial_accuracy.py picks it"
+    test = ds['test']
+    if not size or size >= len(test): return test
+    return test.train_test_split(test_size=size, stratify_by_column='label', seed=0)['test']
+
+class Predictor:
+    "A peer's model behind the `vocab` and `predict_texts` that fmcombo's attacks and scores take"
+    def __init__(self, vocab, probs_fn): self.vocab, self.probs_fn = list(vocab), probs_fn
+    def predict_texts(self, texts, bs=64, progress=False):
+        p = np.asarray(self.probs_fn(list(texts), bs), dtype=np.float64)
+        return [self.vocab[i] for i in p.argmax(1)], p
+
+def train_fmcombo(row, dls, seed, unlabelled):
+    "(a model with `predict_texts`, training seconds) for a built-in recipe or a transfer technique"
+    t0 = time.perf_counter()
+    if row in TRANSFER:
+        learn = fm_learner(dls, cbs=TRANSFER[row]())
+        with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(DEFAULT_EPOCHS, DEFAULT_LR)
+        return learn, time.perf_counter() - t0
+    res = get_recipe(row).train(dls, seed, unlabelled=unlabelled)
+    return res.model, time.perf_counter() - t0
+
+def train_setfit(backbone, texts, labels, vocab, seed):
+    "SetFit with its default training arguments on `backbone` as body"
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+    with quiet_hf(), warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        model = SetFitModel.from_pretrained(backbone)
+        trainer = Trainer(model=model, args=TrainingArguments(seed=seed, show_progress_bar=False),
+                          train_dataset=Dataset.from_dict(dict(text=texts, label=labels)),
+                          metric=lambda pred, ref: {'accuracy': float(np.mean(np.asarray(pred) == np.asarray(ref)))})
+        t0 = time.perf_counter(); trainer.train(); secs = time.perf_counter() - t0
+    # its logistic-regression head was fitted on the label indices 0..k-1 (every class is in the sample): columns in vocab order
+    return Predictor(vocab, lambda ts, bs: model.predict_proba(ts, batch_size=bs, as_numpy=True)), secs
+
+def train_trainer(backbone, texts, labels, vocab, seed, max_len, neftune=None):
+    "The transformers Trainer with its default arguments on `AutoModelForSequenceClassification`"
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments, DataCollatorWithPadding, PrinterCallback, set_seed
+    tok = AutoTokenizer.from_pretrained(backbone)
+    out = tempfile.mkdtemp(prefix='quality-trainer-')
+    try:
+        with quiet_hf(), warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            set_seed(seed)
+            model = AutoModelForSequenceClassification.from_pretrained(backbone, num_labels=len(vocab))
+            ds = Dataset.from_dict(dict(text=texts, label=labels)).map(lambda b: tok(b['text'], truncation=True, max_length=max_len), batched=True, remove_columns=['text'])
+            args = TrainingArguments(output_dir=out, seed=seed, report_to=[], save_strategy='no', logging_strategy='no',
+                                     disable_tqdm=True, use_cpu=not torch.cuda.is_available(), neftune_noise_alpha=neftune)
+            trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=DataCollatorWithPadding(tok))
+            trainer.remove_callback(PrinterCallback)   # it prints the final metrics dict
+            t0 = time.perf_counter(); trainer.train(); secs = time.perf_counter() - t0
+    finally: shutil.rmtree(out, ignore_errors=True)
+    model.eval()
+    dev = next(model.parameters()).device
+    @torch.no_grad()
+    def probs(ts, bs):
+        ps = []
+        for i in range(0, len(ts), bs):
+            enc = tok(ts[i:i+bs], truncation=True, max_length=max_len, padding=True, return_tensors='pt').to(dev)
+            ps.append(model(**enc).logits.float().softmax(-1).cpu().numpy())
+        return np.concatenate(ps)
+    return Predictor(vocab, probs), secs
+
+def one_run(row, corpus, n, seed, ds, test, backbone, attack_n):
+    sample = sample_per_class(ds['train'], n, seed=seed)
+    dls = fm_dls(sample, backbone=backbone, bs=16, seed=seed)
+    vocab, data = list(dls.vocab), dls.train.dataset
+    texts, labels = list(data.texts), list(data.labels)
+    names = test.features['label'].names if hasattr(test.features['label'], 'names') else None
+    y = label_indices([names[l] for l in test['label']] if names else list(test['label']), vocab, 'test labels')
+    if row == 'setfit': model, secs = train_setfit(backbone, texts, labels, vocab, seed)
+    elif row.startswith('trainer'): model, secs = train_trainer(backbone, texts, labels, vocab, seed, dls.max_len, 5. if row == 'trainer-neftune' else None)
+    else:
+        seen = set(texts)
+        pool = [t for t in ds['train']['text'] if t not in seen]
+        model, secs = train_fmcombo(row, dls, seed, pool)
+    _, probs = model.predict_texts(list(test['text']), bs=64)
+    scores = classification_scores(probs, y, len(vocab))
+    rec = dict(corpus=corpus, n_per_class=n, row=row, seed=seed, accuracy=scores['accuracy'], macro_f1=scores['macro_f1'],
+               ece=scores['ece'], train_seconds=round(secs, 1), correct=''.join('1' if c else '0' for c in probs.argmax(1) == y))
+    if attack_n:
+        s = char_attack(model, test, n=attack_n, seed=0, progress=False).summary()
+        rec['char_attack_accuracy'] = s['accuracy under attack']
+    return rec
+
+def _ms(xs):
+    xs = [x for x in xs if x is not None]
+    if not xs: return ''
+    return f"{100*np.mean(xs):.1f} ± {100*np.std(xs, ddof=1):.1f}" if len(xs) > 1 else f"{100*xs[0]:.1f}"
+
+def _paired(runs, row, ref):
+    "mean paired accuracy difference to `ref` with its 95 % bootstrap interval, over the seeds both have"
+    a = {r['seed']: r for r in runs if r['row'] == row}
+    b = {r['seed']: r for r in runs if r['row'] == ref}
+    seeds = sorted(set(a) & set(b))
+    if row == ref or not seeds: return None
+    bits = lambda rs: np.array([[c == '1' for c in rs[s]['correct']] for s in seeds])
+    d, lo, hi = paired_bootstrap(bits(a), bits(b))
+    return dict(diff=round(d, 4), lo=round(lo, 4), hi=round(hi, 4), seeds=len(seeds))
+
+def table(runs, rows):
+    out = []
+    for (corpus, n) in sorted({(r['corpus'], r['n_per_class']) for r in runs}):
+        rs = [r for r in runs if (r['corpus'], r['n_per_class']) == (corpus, n)]
+        for row in rows:
+            mine = sorted((r for r in rs if r['row'] == row), key=lambda r: r['seed'])
+            if not mine: continue
+            out.append(dict(setting=f'{corpus}-{n}', row=row, seeds=len(mine),
+                            accuracy=_ms([r['accuracy'] for r in mine]), macro_f1=_ms([r['macro_f1'] for r in mine]),
+                            vs_plain=_paired(rs, row, 'plain'), vs_setfit=_paired(rs, row, 'setfit'),
+                            ece=_ms([r['ece'] for r in mine]), char_attack=_ms([r.get('char_attack_accuracy') for r in mine]),
+                            train_s=round(float(np.mean([r['train_seconds'] for r in mine])), 1),
+                            per_seed=' '.join(f"{r['seed']}:{100*r['accuracy']:.1f}" for r in mine)))
+    return out
+
+def _ci(p): return '' if p is None else f"{100*p['diff']:+.1f} [{100*p['lo']:+.1f}, {100*p['hi']:+.1f}]"
+
+def markdown(tab, info):
+    lines = [f"# Few-shot quality: fmcombo against SetFit and the transformers Trainer", '',
+             f"`{info['command']}`; backbone `{info['backbone']}`; test subset {info['test_size']} texts; character attack on {info['attack_n']} of them; {info['wall_seconds']:.0f} s of wall time so far.", '',
+             'Accuracy, macro-F1, ECE and accuracy under the character attack are mean ± std over seeds (%); the paired differences are accuracy points with a 95 % bootstrap interval over seeds and test texts.', '',
+             '| setting | row | seeds | accuracy | macro-F1 | Δ vs plain | Δ vs SetFit | ECE | char attack | train s | per seed |',
+             '|---|---|---|---|---|---|---|---|---|---|---|']
+    for r in tab:
+        lines.append(f"| {r['setting']} | {r['row']} | {r['seeds']} | {r['accuracy']} | {r['macro_f1']} | {_ci(r['vs_plain'])} | {_ci(r['vs_setfit'])} | {r['ece']} | {r['char_attack']} | {r['train_s']} | {r['per_seed']} |")
+    return '\n'.join(lines) + '\n'
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--corpora', nargs='+', default=list(SETTINGS), choices=list(SETTINGS))
+    ap.add_argument('--rows', nargs='+', default=None, help=f'rows to run (default: all): {" ".join(ALL_ROWS)}')
+    ap.add_argument('--seeds', type=int, nargs='+', default=None, help='default: 0 1 2 3 4 (0 1 with --quick)')
+    ap.add_argument('--test-size', type=int, default=2000, help='stratified test subset; 0 = the whole test split')
+    ap.add_argument('--attack-n', type=int, default=200, help='texts attacked by the character attack; 0 = no attack')
+    ap.add_argument('--backbone', default=None, help='backbone folder; default: the offline default backbone')
+    ap.add_argument('--out', default='benchmarks/results/quality', help='folder of quality.json, quality.md and the runs file')
+    ap.add_argument('--quick', action='store_true', help='2 seeds x 3 rows on the tiny backbone, small test subset: minutes')
+    a = ap.parse_args(argv)
+    datasets.disable_progress_bars()
+    if a.quick:
+        from fmcombo.testing import tiny_backbone   # benchmarks may use the test backbone; the library never does
+        a.backbone, a.seeds, a.rows = a.backbone or tiny_backbone(), a.seeds or [0, 1], a.rows or QUICK_ROWS
+        a.corpora, a.test_size, a.attack_n = ['bbc_news'], min(a.test_size, 100), min(a.attack_n, 10)
+        SETTINGS['bbc_news'] = 4   # 4 texts per class: the tiny backbone learns nothing more from 8
+    rows, a.seeds = a.rows or ALL_ROWS, a.seeds or [0, 1, 2, 3, 4]
+    unknown = [r for r in rows if r not in ALL_ROWS]
+    if unknown: ap.error(f"--rows: unknown {unknown}; known rows are {ALL_ROWS}")
+    backbone = a.backbone or default_backbone_path()
+    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    runs_file = out/'quality-runs.jsonl'
+    runs = [json.loads(l) for l in runs_file.read_text().splitlines() if l.strip()] if runs_file.exists() else []
+    key = lambda r: (r['corpus'], r['n_per_class'], r['row'], r['seed'], r.get('backbone'))
+    done = {key(r) for r in runs}
+    command = 'python benchmarks/quality.py ' + ' '.join(sys.argv[1:] if argv is None else argv)
+    info = dict(command=command.strip(), backbone=backbone if a.backbone else 'default (all-MiniLM-L6-v2)', test_size=a.test_size,
+                attack_n=a.attack_n, seeds=a.seeds, epochs=DEFAULT_EPOCHS, lr=DEFAULT_LR, torch_threads=torch.get_num_threads())
+    jobs = [(c, SETTINGS[c], s, row) for c in a.corpora for s in a.seeds for row in rows]   # seeds outer: a partial run stays paired
+    t_start = time.perf_counter()
+    for corpus, n, seed, row in progress_bar(jobs):
+        if (corpus, n, row, seed, backbone) in done: continue
+        ds = load_corpus(corpus)
+        rec = one_run(row, corpus, n, seed, ds, test_subset(ds, a.test_size), backbone, a.attack_n)
+        rec['backbone'] = backbone
+        runs.append(rec)
+        with open(runs_file, 'a') as f: f.write(json.dumps(rec) + '\n')
+        print(f"{corpus}-{n} {row:22s} seed {seed}: {rec['accuracy']:.1%} ({rec['train_seconds']:.0f}s training)", flush=True)
+        mine = [r for r in runs if r.get('backbone') == backbone]
+        info['wall_seconds'] = time.perf_counter() - t_start
+        tab = table(mine, [r for r in ALL_ROWS if any(x['row'] == r for x in mine)])
+        (out/'quality.json').write_text(json.dumps(dict(**info, table=tab, runs=[{k: v for k, v in r.items() if k != 'correct'} for r in mine]), indent=1))
+        (out/'quality.md').write_text(markdown(tab, info))
+    if (out/'quality.md').exists(): print((out/'quality.md').read_text())
+    return out
+
+if __name__ == '__main__': main()

@@ -1,0 +1,42 @@
+"`make bench QUICK=1`: the quality and cost benchmarks end to end on the tiny backbone, in minutes"
+import json, os, subprocess, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+def test_make_bench_quick(tmp_path):
+    # the install stamps count as up to date: this checks the benchmarks, not the install
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    cmd = ['make', '-s', 'bench', 'QUICK=1', f'BENCH_OUT={tmp_path}', '-o', '.venv/.fmcombo-installed', '-o', '.venv/.fmcombo-bench-installed']
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
+    assert res.returncode == 0, res.stderr[-3000:]
+    q = json.loads((tmp_path/'quality-quick'/'quality.json').read_text())
+    rows = {(r['row'], r['seed']) for r in q['runs']}
+    assert rows == {(row, s) for row in ('plain', 'supcon', 'trainer') for s in (0, 1)}, rows   # 2 seeds x 3 rows
+    assert all(0 <= r['accuracy'] <= 1 and 'char_attack_accuracy' in r for r in q['runs'])
+    md = (tmp_path/'quality-quick'/'quality.md').read_text()
+    assert '| bbc_news-4 | supcon | 2 |' in md and 'Δ vs plain' in md
+    c = json.loads((tmp_path/'cost.json').read_text())
+    assert set(c['step_seconds_median']) == {'fmcombo', 'raw', 'trainer'} and all(v > 0 for v in c['step_seconds_median'].values())
+    assert all('peak_rss_mib' in m for m in c['memory'].values()), c['memory']
+    assert c['predict_texts_per_second']['predict_texts'] > 0 and (tmp_path/'cost.md').exists()
+
+def test_quality_resumes(tmp_path, monkeypatch):
+    "A second run of the same command trains nothing again"
+    sys.path.insert(0, str(ROOT/'benchmarks'))
+    import quality
+    calls = []
+    def fake(row, corpus, n, seed, ds, test, backbone, attack_n):
+        calls.append((row, seed))
+        return dict(corpus=corpus, n_per_class=n, row=row, seed=seed, accuracy=0.5, macro_f1=0.5, ece=0.1, train_seconds=1.,
+                    correct='01'*5, char_attack_accuracy=0.4)
+    monkeypatch.setattr(quality, 'one_run', fake)
+    args = ['--quick', '--rows', 'plain', 'supcon', '--out', str(tmp_path)]
+    quality.main(args)
+    assert len(calls) == 4
+    quality.main(args)
+    assert len(calls) == 4
+    tab = json.loads((tmp_path/'quality.json').read_text())['table']
+    assert [r['row'] for r in tab] == ['plain', 'supcon'] and tab[1]['vs_plain']['diff'] == 0
+    with pytest.raises(SystemExit): quality.main(['--rows', 'nope', '--out', str(tmp_path)])
