@@ -12,7 +12,7 @@ one torch thread. Evaluation: the whole BBC test split and a fixed stratified su
 tweets (the rule of benchmarks/adversarial_accuracy.py). Inference time: labelling `--infer-n` texts
 (half BBC test articles, half test tweets) with both labels: the joint model's one pass against a
 `TaskSet` of the two separate models (two passes). Writes benchmarks/results/multitask.json after
-every run, so a partial run still leaves its results.
+every run, so a partial run still leaves its results; `--retable` recomputes its table from its runs.
 """
 import argparse, json, sys, time
 from pathlib import Path
@@ -53,10 +53,12 @@ def table(runs):
             a = [r[f'{t}_accuracy'] for r in rs]
             row[f'{t} accuracy'] = f"{np.mean(a):.1%} ± {np.std(a, ddof=1):.1%}" if len(a) > 1 else f"{a[0]:.1%}"
             d = [r[f'{t}_accuracy'] - by['separate', r['seed']][f'{t}_accuracy'] for r in rs if ('separate', r['seed']) in by]
-            row[f'{t} vs separate (paired)'] = (f"{np.mean(d):+.1%} ± {np.std(d, ddof=1):.1%}" if len(d) > 1 else f"{d[0]:+.1%}") if d else ''
+            row[f'{t} vs separate (paired)'] = (f"{np.mean(d):+.1%} ± {np.std(d, ddof=1):.1%}" if len(d) > 1 else f"{d[0]:+.1%}") if d and arm != 'separate' else ''
         row['parameters'] = f"{rs[0]['parameters']/1e6:.2f}M"
         row['train s'] = round(float(np.mean([r['train_seconds'] for r in rs])), 1)
         row['both labels, s per 100 texts'] = round(float(np.mean([r['infer_seconds'] for r in rs]))*100/rs[0]['infer_n'], 2)
+        q = [r['infer_seconds']/by['separate', r['seed']]['infer_seconds'] for r in rs if ('separate', r['seed']) in by]
+        row['inference time vs separate (paired)'] = f"{np.mean(q):.2f}× ({' '.join(f'{x:.2f}' for x in q)})" if q and arm != 'separate' else ''
         rows.append(row)
     return rows
 
@@ -67,7 +69,11 @@ def main():
     ap.add_argument('--infer-n', type=int, default=256, help='texts labelled with both labels for the inference timing')
     ap.add_argument('--out', default=str(Path(__file__).parent/'results'/'multitask.json'))
     ap.add_argument('--threads', type=int, default=1, help='torch threads (1: on a shared machine more threads make it much slower)')
+    ap.add_argument('--retable', action='store_true', help='recompute the table of --out from its runs (no training)')
     a = ap.parse_args()
+    if a.retable:
+        res = json.loads(Path(a.out).read_text()); res['table'] = table(res['runs'])
+        Path(a.out).write_text(json.dumps(res, indent=2)); return print(*res['table'], sep='\n')
     torch.set_num_threads(a.threads)
     ds = {t: load_corpus(c) for t, (c, _) in TASKS.items()}
     test = {'topic': ds['topic']['test'], 'sentiment': test_subset(ds['sentiment'], a.test_size)}
