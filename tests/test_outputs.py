@@ -24,7 +24,6 @@ CHECKS = {
 DIRTY = {
     'nbs/01_learner.ipynb': "fastprogress console text (\\r, progress bars) in the outputs of five training cells",
     'nbs/03_edits.ipynb': "torch.jit.script FutureWarning and 'Loading weights' bars (\\r) in two cells",
-    'nbs/04_augment.ipynb': "fastprogress console text and its 'Your generator is empty' UserWarning",
     'nbs/06_ensemble.ipynb': "the vmap/SDPA batching-rule UserWarning and fastprogress console text",
     'nbs/07_robustness.ipynb': "'Loading weights' bars and a transformers load report with ANSI escapes in four cells",
     'nbs/index.ipynb': "fastprogress console text in the quick-start training cell",

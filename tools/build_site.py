@@ -17,7 +17,7 @@ Quarto, nbdev's own renderer, cannot be installed everywhere, so the site is bui
 Usage: python tools/build_site.py [--workers N] [--force]
 """
 from __future__ import annotations
-import argparse, ast, html, json, re, subprocess, sys, time, warnings
+import argparse, ast, html, json, os, re, subprocess, sys, time, warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -374,7 +374,7 @@ def sphinx(quiet:bool=True) -> None:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--workers', type=int, default=2, help="processes for nbdev's processing")
+    ap.add_argument('--workers', type=int, default=0, help="processes for nbdev's processing; 0: in this process (fastest: torch is imported once)")
     ap.add_argument('--force', action='store_true', help="ignore the cache of nbdev's processing")
     args = ap.parse_args(argv)
     t0 = time.time()
@@ -393,4 +393,7 @@ def main(argv=None):
     print(f"site: {n} pages ({len(kinds['api'])} API, {len(kinds['tutorials'])} tutorials, {len(kinds['guide'])} guide, home, results) "
           f"in {OUT.relative_to(ROOT)}/index.html; notebooks processed in {t1-t0:.0f} s, Sphinx in {t2-t1:.0f} s")
 
-if __name__ == '__main__': main()
+if __name__ == '__main__':
+    main()
+    # nbdev's processing leaves execnb's shell event-loop thread running, and the interpreter waits ~30 s for it at exit
+    sys.stdout.flush(); sys.stderr.flush(); os._exit(0)
