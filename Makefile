@@ -34,7 +34,7 @@ export: $(STAMP)
 
 # Benchmarks (hours; never part of `make test`): few-shot quality against SetFit and the transformers Trainer, the cost of a training
 # step and of prediction against a raw loop, the Trainer and a pipeline, and fmcombo's own overhead. QUICK=1: 2 seeds x 3 rows on
-# the tiny backbone, in minutes. Results go to $(BENCH_OUT) (quality/, cost.json, cost.md).
+# the tiny backbone, in minutes. Results go to $(BENCH_OUT) (quality/, cost.json, cost.md); QUICK's to $(BENCH_OUT)/quick.
 BENCH_OUT ?= benchmarks/results
 BENCH_STAMP := $(VENV)/.fmcombo-bench-installed
 $(BENCH_STAMP): $(STAMP) pyproject.toml
@@ -42,8 +42,8 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
-	$(PY) benchmarks/quality.py --out $(BENCH_OUT)/quality$(if $(QUICK),-quick) $(if $(QUICK),--quick)
-	$(PY) benchmarks/cost.py --out $(BENCH_OUT) $(if $(QUICK),--quick)
+	$(PY) benchmarks/quality.py --out $(BENCH_OUT)$(if $(QUICK),/quick)/quality $(if $(QUICK),--quick)
+	$(PY) benchmarks/cost.py --out $(BENCH_OUT)$(if $(QUICK),/quick) $(if $(QUICK),--quick)
 	$(if $(QUICK),,$(PY) benchmarks/overhead.py)
 
 # The documentation site, offline, into _docs/: nbdev's processed notebooks, tools/build_site.py, Sphinx + myst-nb + furo with -W

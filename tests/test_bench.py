@@ -11,16 +11,16 @@ def test_make_bench_quick(tmp_path):
     cmd = ['make', '-s', 'bench', 'QUICK=1', f'BENCH_OUT={tmp_path}', '-o', '.venv/.fmcombo-installed', '-o', '.venv/.fmcombo-bench-installed']
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
     assert res.returncode == 0, res.stderr[-3000:]
-    q = json.loads((tmp_path/'quality-quick'/'quality.json').read_text())
+    q = json.loads((tmp_path/'quick'/'quality'/'quality.json').read_text())
     rows = {(r['row'], r['seed']) for r in q['runs']}
     assert rows == {(row, s) for row in ('plain', 'supcon', 'trainer') for s in (0, 1)}, rows   # 2 seeds x 3 rows
     assert all(0 <= r['accuracy'] <= 1 and 'char_attack_accuracy' in r for r in q['runs'])
-    md = (tmp_path/'quality-quick'/'quality.md').read_text()
+    md = (tmp_path/'quick'/'quality'/'quality.md').read_text()
     assert '| bbc_news-4 | supcon | 2 |' in md and 'Δ vs plain' in md
-    c = json.loads((tmp_path/'cost.json').read_text())
+    c = json.loads((tmp_path/'quick'/'cost.json').read_text())
     assert set(c['step_seconds_median']) == {'fmcombo', 'raw', 'trainer'} and all(v > 0 for v in c['step_seconds_median'].values())
     assert all('peak_rss_mib' in m for m in c['memory'].values()), c['memory']
-    assert c['predict_texts_per_second']['predict_texts'] > 0 and (tmp_path/'cost.md').exists()
+    assert c['predict_texts_per_second']['predict_texts'] > 0 and (tmp_path/'quick'/'cost.md').exists()
 
 def test_quality_resumes(tmp_path, monkeypatch):
     "A second run of the same command trains nothing again"
