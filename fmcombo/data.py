@@ -356,7 +356,7 @@ def _valid_split(df:pd.DataFrame, valid_pct:float, label_col:str, seed:int|None)
         is_valid[idx[:int(round(valid_pct*len(idx)))]] = True
     return df[~is_valid].reset_index(drop=True), df[is_valid].reset_index(drop=True)
 
-# %% ../nbs/00_data.ipynb #7b33add1
+# %% ../nbs/00_data.ipynb #c3818baa
 def fm_dls(train, # training data: a `datasets.Dataset`, a pandas DataFrame or a CSV path
            valid=None, # validation data, in the same forms; or None
            valid_pct:float|None=None, # without `valid`: hold out this stratified share of `train`
@@ -373,8 +373,9 @@ def fm_dls(train, # training data: a `datasets.Dataset`, a pandas DataFrame or a
     device = default_device() if device is None else device
     if not isinstance(bs, (int, np.integer)) or bs <= 0: raise ValueError(f"bs must be a positive integer; got {bs!r}")
     if not isinstance(max_len, (int, np.integer)) or max_len < 2: raise ValueError(f"max_len must be an integer ≥ 2; got {max_len!r}")
-    if valid is not None and valid_pct is not None: raise ValueError("pass either valid or valid_pct, not both")
-    if text_tfms is not None and not all(callable(t) for t in text_tfms): raise TypeError("text_tfms must be a list of callables str -> str")
+    if valid is not None and valid_pct is not None: raise ValueError(f"valid and valid_pct={valid_pct!r} were both given: expected one of them, not both")
+    if text_tfms is not None and (isinstance(text_tfms, str) or not hasattr(text_tfms, '__iter__') or not all(callable(t) for t in text_tfms)):
+        raise TypeError(f"text_tfms={text_tfms!r}: expected a list of callables str -> str")
     names = _label_names(train, label_col) if isinstance(train, datasets.Dataset) and label_col in train.column_names else None
     tdf = to_frame(train, 'train')
     _check_frame(tdf, text_col, label_col, 'train')
