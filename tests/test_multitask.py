@@ -134,7 +134,7 @@ def test_bad_input(tiny, trained):
     with pytest.raises(TypeError, match='must come from fm_dls'): mt_dls({'a': df})
     with pytest.raises(ValueError, match='temperature must be a number > 0'):
         mt_dls({'a': fm_dls(df[['text', 'animal']].rename(columns={'animal': 'label'}), backbone=tiny)}, temperature=0)
-    with pytest.raises(ValueError, match="labels \\['fish'\\] of task 'animal'"):
+    with pytest.raises(ValueError, match="task 'animal': labels \\['fish'\\] are not in the vocabulary"):
         mt_dls(df, label_cols=['animal', 'mood'], valid=df.assign(animal='fish'), backbone=tiny)
     with pytest.raises(KeyError, match="unknown task 'colour'; the tasks are"): trained.predict('a cat', tasks=['colour'])
     with pytest.raises(TypeError, match='predict_texts'): trained.predict(['a list'])
