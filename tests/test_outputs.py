@@ -23,11 +23,9 @@ CHECKS = {
 # Known to fail on the day this test was written; each to be re-executed with clean output (see its reason).
 DIRTY = {
     'nbs/01_learner.ipynb': "fastprogress console text (\\r, progress bars) in the outputs of five training cells",
-    'nbs/03_edits.ipynb': "torch.jit.script FutureWarning and 'Loading weights' bars (\\r) in two cells",
     'nbs/06_ensemble.ipynb': "the vmap/SDPA batching-rule UserWarning and fastprogress console text",
     'nbs/07_robustness.ipynb': "'Loading weights' bars and a transformers load report with ANSI escapes in four cells",
     'nbs/index.ipynb': "fastprogress console text in the quick-start training cell",
-    'nbs/testing.ipynb': "a 'Loading weights' bar",
     'README.md': "the quick-start output carries fastprogress's progress-bar text (made from nbs/index.ipynb)",
 }
 
