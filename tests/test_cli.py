@@ -97,3 +97,51 @@ def test_help_has_examples():
     for cmd in ('compare', 'train', 'predict', 'evaluate', 'recipes', 'demo'):
         code, out, _ = run(cmd, '--help')
         assert code == 0 and 'example' in out and f'fmcombo {cmd if cmd != "demo" else "compare"}' in out, cmd
+
+@pytest.fixture(scope='module')
+def two_tasks(tmp_path_factory):
+    "A CSV with two label columns: which animal (cat/dog) and which mood (good/bad); every 4th row has no mood"
+    import random
+    rng, rows = random.Random(0), []
+    filler = 'the a my our this that old new big small quiet loud house garden street park'.split()
+    for i in range(64):
+        animal, mood = rng.choice(['cat', 'dog']), rng.choice(['good', 'bad'])
+        words = rng.sample(filler, 5) + [animal, animal, mood, mood]; rng.shuffle(words)
+        rows.append((' '.join(words), animal, mood if i % 4 else None))
+    d = tmp_path_factory.mktemp('mt')
+    pd.DataFrame(rows, columns=['text', 'animal', 'mood']).to_csv(d/'pets.csv', index=False)
+    Recipe('quick', epochs=2, lr=1e-2).save(d/'quick.yaml')
+    return d
+
+def test_several_label_columns_train_one_multitask_model(two_tasks, tiny, tmp_path):
+    "train / predict / evaluate / compare with two --label-col: one model with a head per column"
+    d, cols = two_tasks, ['--label-col', 'animal', '--label-col', 'mood']
+    code, out, err = run('train', '--data', d/'pets.csv', *cols, '--recipe', d/'quick.yaml', '--backbone', tiny, '--out', tmp_path/'m')
+    assert code == 0, err
+    assert json.loads((tmp_path/'m'/'fm.json').read_text())['tasks'] == ['animal', 'mood']
+    code, out, err = run('predict', tmp_path/'m', '--text', 'my cat is good')
+    assert code == 0 and out.startswith('animal=') and '\tmood=' in out, (out, err)
+    code, out, err = run('predict', tmp_path/'m', '--file', d/'pets.csv', '--out', tmp_path/'p.csv')
+    assert code == 0, err
+    assert list(pd.read_csv(tmp_path/'p.csv').columns) == ['text', 'animal', 'animal_prob', 'mood', 'mood_prob']
+    code, out, err = run('evaluate', tmp_path/'m', '--data', d/'pets.csv')   # no --label-col: the columns named like the tasks
+    assert code == 0 and '64 texts: accuracy' in out and 'animal: 64 labels' in out and 'mood: 48 labels' in out, (out, err)
+    code, out, err = run('compare', '--data', d/'pets.csv', *cols, '--recipes', f"plain,{d/'quick.yaml'}", '--n-per-class', 4,
+                         '--seeds', '0', '--backbone', tiny, '--out', tmp_path/'cmp')
+    assert code == 0, err
+    assert 'animal accuracy %' in out and 'mood accuracy %' in out and (tmp_path/'cmp'/'report.html').exists(), out
+    run_ = json.loads((tmp_path/'cmp'/'runs'/'quick-seed0.json').read_text())
+    assert set(run_['tasks']) == {'animal', 'mood'} and run_['n_train'] >= 8
+
+def test_several_label_columns_bad_input(two_tasks, tiny, tmp_path):
+    d = two_tasks
+    for argv, want in [
+        (['train', '--data', d/'pets.csv', '--label-col', 'animal', '--label-col', 'urgency', '--out', tmp_path/'x'],
+         "column 'urgency' not found; the columns are ['text', 'animal', 'mood']"),
+        (['compare', '--data', d/'pets.csv', '--label-col', 'animal', '--label-col', 'animal'], 'name a column twice'),
+        (['compare', '--data', d/'pets.csv', '--label-col', 'animal', '--label-col', 'mood', '--recipes', 'plain,ensemble'],
+         "recipe 'ensemble' uses ['ensemble'], which train single-task models"),
+        (['compare', '--data', d/'pets.csv', '--label-col', 'animal', '--label-col', 'mood', '--recipes', 'plain', '--robustness'], 'robustness=True needs one label column'),
+    ]:
+        code, out, err = run(*argv)
+        assert code == 2 and want in err and 'Traceback' not in err, (argv, code, err)

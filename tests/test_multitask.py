@@ -6,6 +6,7 @@ from fmcombo.learner import fm_learner
 from fmcombo.multitask import mt_dls, mt_learner, load_mt_learner, TaskSet, MTLoss, MISSING
 from fmcombo.adversarial import FGM, FreeLB, SMART
 from fmcombo.augment import EmbedMix, RDrop, NEFTune
+from fastai.callback.core import Callback
 
 def toy(n=96, seed=0, missing_every=3):
     "Two tasks on the same texts: which animal (cat/dog), which mood (good/bad); every 3rd row has no mood"
@@ -113,6 +114,20 @@ def test_technique_callbacks_train(tiny, cb):
     before = [p.detach().clone() for p in learn.model.head.parameters()]
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
     assert all(not torch.equal(a, b) for a, b in zip(before, learn.model.head.parameters()))
+    assert np.isfinite(learn.recorder.losses[-1].item())
+
+class _FailInBeforeFit(Callback):
+    order = 100   # after every technique callback has set up its hooks or loss
+    def before_fit(self): raise RuntimeError('stopped in before_fit')
+
+def test_a_fit_stopped_in_before_fit_leaves_the_learner_clean(tiny):
+    "FMLearner runs after_cancel_fit on any exception: the multi-task loss and model come back as they were, and train again"
+    learn = mt_learner(mt_dls(toy(24), label_cols=['animal', 'mood'], backbone=tiny, bs=8, seed=0), cbs=[EmbedMix(), NEFTune(), FGM()])
+    loss = learn.loss_func
+    with learn.no_bar(), learn.no_logging():
+        with pytest.raises(RuntimeError, match='stopped in before_fit'): learn.fit(1, 1e-3, cbs=[_FailInBeforeFit()])
+        assert learn.loss_func is loss and all(not m._forward_hooks and not m._forward_pre_hooks for m in learn.model.modules())
+        learn.fit(1, 1e-3)
     assert np.isfinite(learn.recorder.losses[-1].item())
 
 def test_fastai_training_methods(tiny):
