@@ -25,8 +25,6 @@ DIRTY = {
     'nbs/01_learner.ipynb': "fastprogress console text (\\r, progress bars) in the outputs of five training cells",
     'nbs/06_ensemble.ipynb': "the vmap/SDPA batching-rule UserWarning and fastprogress console text",
     'nbs/07_robustness.ipynb': "'Loading weights' bars and a transformers load report with ANSI escapes in four cells",
-    'nbs/index.ipynb': "fastprogress console text in the quick-start training cell",
-    'README.md': "the quick-start output carries fastprogress's progress-bar text (made from nbs/index.ipynb)",
 }
 
 def problems(text:str) -> list:

@@ -9,9 +9,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+def _md_table(html:str) -> str:
+    "A Markdown table from an HTML table such as fastai's results table"
+    cell = lambda row, tag: [re.sub(r'<[^>]+>', '', c).strip() for c in re.findall(rf'<{tag}[^>]*>(.*?)</{tag}>', row, re.S)]
+    rows = re.findall(r'<tr[^>]*>(.*?)</tr>', html, re.S)
+    head, body = cell(rows[0], 'th'), [cell(r, 'td') for r in rows[1:]]
+    return '\n'.join(['| ' + ' | '.join(head) + ' |', '|' + '---|'*len(head)] + ['| ' + ' | '.join(r) + ' |' for r in body])
+
 def _text(out):
     if out['output_type'] == 'stream': return ''.join(out['text'])
     data = out.get('data', {})
+    html = ''.join(data.get('text/html', []))
+    if '<table' in html and '<tr' in html: return ('md', _md_table(html))
     if 'text/markdown' in data: return ('md', ''.join(data['text/markdown']))
     if 'text/plain' in data: return ''.join(data['text/plain'])
     return None
