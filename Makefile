@@ -54,3 +54,10 @@ $(DOCS_STAMP): $(STAMP) pyproject.toml
 
 docs: $(DOCS_STAMP)
 	$(PY) tools/build_site.py
+
+# The tutorials (nbs/tutorials/): re-executed in place, real outputs kept, one at a time on 2 torch threads (each under 20 minutes on
+# 2 cores), then cleaned as CI expects
+.PHONY: tutorials
+tutorials: $(STAMP)
+	cd nbs/tutorials && for nb in *.ipynb; do OMP_NUM_THREADS=2 $(abspath $(VENV))/bin/jupyter execute --inplace --timeout=3600 $$nb || exit 1; done
+	$(VENV)/bin/nbdev-clean --fname nbs/tutorials
