@@ -2,6 +2,9 @@
 
     python benchmarks/robustness.py                       # tweets, 32 per class, seeds 0 1 2, all recipes
     python benchmarks/robustness.py --seeds 0 --threads 1 # one process per seed, then run again to collect
+    python benchmarks/robustness.py --threads 1 --attacked 200 --eps 0.1 --out benchmarks/results/robustness-a2t.json
+                                                          # the A2T table of the robustness notebook (lighter attacks)
+    python benchmarks/robustness.py ... --collect         # only write the table from the runs already measured
 
 Recipes (every callback and transform with its library defaults): plain fine-tuning, FGM, FreeLB,
 CharNoise augmentation, FGM + CharNoise, and discrete adversarial training (`A2T`: a quarter of each
@@ -95,7 +98,7 @@ def table(runs, recipes, eps=EPS):
         rs = sorted((r for r in runs if r['recipe'] == rec), key=lambda r: r['seed'])
         if not rs: continue
         row = {'recipe': rec, 'seeds': len(rs), 'clean (2,000 tweets)': _ms([r['accuracy'] for r in rs]),
-               'clean (500 attacked)': _ms([r['clean_attacked'] for r in rs])}
+               f"clean ({rs[0]['attacked']} attacked)": _ms([r['clean_attacked'] for r in rs])}
         for e in eps: row[f'embedding ε={e:g}'] = _ms([r['embedding'][f'{e:g}'] for r in rs])
         row['char attack'] = _ms([r['char']['accuracy under attack'] for r in rs])
         row['word attack'] = _ms([r['word']['accuracy under attack'] for r in rs])
@@ -129,6 +132,7 @@ def main():
     ap.add_argument('--attacked', type=int, default=500, help='test texts attacked')
     ap.add_argument('--eps', type=float, nargs='+', default=EPS, help='radii of the embedding attack')
     ap.add_argument('--threads', type=int, default=None, help='torch threads (one process per seed: 1)')
+    ap.add_argument('--collect', action='store_true', help='train nothing: write the table from the runs already in the cache')
     ap.add_argument('--cache', default=str(RESULTS/'robustness-runs.jsonl'))
     ap.add_argument('--out', default=str(RESULTS/'robustness.json'))
     a = ap.parse_args()
@@ -143,7 +147,7 @@ def main():
                 r.get('eps', EPS)) == (a.corpus, a.n, DEFAULT_LR, DEFAULT_EPOCHS, a.attacked, len(test), a.eps)}
     for seed in a.seeds:                       # seeds outer, recipes inner: a partial run stays paired
         for recipe in a.recipes:
-            if (recipe, seed) in cached(): continue
+            if a.collect or (recipe, seed) in cached(): continue
             r = one_run(ds, test, recipe, seed, a)
             with cache.open('a') as f: f.write(json.dumps(r) + '\n')
             print(f"{recipe:16s} seed {seed}: clean {r['accuracy']:.1%}, char {r['char']['accuracy under attack']:.1%}, "
