@@ -76,7 +76,7 @@ def train_setfit(backbone, texts, labels, vocab, seed):
     with quiet_hf(), warnings.catch_warnings():
         warnings.simplefilter('ignore')
         model = SetFitModel.from_pretrained(backbone)
-        trainer = Trainer(model=model, args=TrainingArguments(seed=seed, show_progress_bar=False),
+        trainer = Trainer(model=model, args=TrainingArguments(output_dir=tempfile.mkdtemp(prefix='setfit-'), seed=seed, show_progress_bar=False),
                           train_dataset=Dataset.from_dict(dict(text=texts, label=labels)),
                           metric=lambda pred, ref: {'accuracy': float(np.mean(np.asarray(pred) == np.asarray(ref)))})
         t0 = time.perf_counter(); trainer.train(); secs = time.perf_counter() - t0
