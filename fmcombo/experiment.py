@@ -31,10 +31,10 @@ from .robustness import char_attack
 
 # %% auto #0
 __all__ = ['TEXT_TFMS', 'CALLBACKS', 'BUILTIN_RECIPES', 'technique_spec', 'build_technique', 'EpochLog', 'dls_frames',
-           'draw_texts', 'Recipe', 'label_columns', 'make_dls', 'TrainResult', 'combined_recipe', 'list_recipes',
-           'get_recipe', 'read_table', 'check_classes', 'stratified_subset', 'load_data', 'sample_frame',
-           'check_backbone', 'score_model', 'paired_bootstrap', 'results_table', 'plot_accuracy', 'plot_gain_cost',
-           'write_report', 'markdown_table', 'Comparison', 'compare']
+           'draw_texts', 'Recipe', 'label_columns', 'make_dls', 'TrainResult', 'check_one_fit', 'combined_recipe',
+           'list_recipes', 'get_recipe', 'read_table', 'check_classes', 'stratified_subset', 'load_data',
+           'sample_frame', 'check_backbone', 'score_model', 'paired_bootstrap', 'results_table', 'plot_accuracy',
+           'plot_gain_cost', 'write_report', 'markdown_table', 'Comparison', 'compare']
 
 # %% ../nbs/08_experiment.ipynb #bb470ac4
 TEXT_TFMS = {c.__name__: c for c in (EDA, AEDA, CharNoise)}
@@ -168,7 +168,7 @@ class Recipe:
         if self.distill: s += f", distilled into one student ({names(self.distill['cbs']) or 'plain'}) on {self.distill.get('texts', 1000)} texts"
         return s
 
-# %% ../nbs/08_experiment.ipynb #9ec849d8
+# %% ../nbs/08_experiment.ipynb #e14efdcd
 def label_columns(df:pd.DataFrame) -> list:
     "The label columns of a table from `read_table`: `['label']`, or one per task"
     return [c for c in df.columns if c != 'text']
@@ -180,14 +180,14 @@ def make_dls(train:pd.DataFrame, # a table from `read_table`: `text`, then `labe
     cols = label_columns(train)
     return fm_dls(train, **kwargs) if cols == ['label'] else mt_dls(train, label_cols=cols, **kwargs)
 
-def _fit(learn, recipe:Recipe, epochs:int, log, stage:str):
-    cbs = [EpochLog(log, stage)] if log else []
+def _fit(learn, recipe:Recipe, epochs:int, log, stage:str, fit_cbs:list|None=None):
+    cbs = ([EpochLog(log, stage)] if log else []) + list(fit_cbs or [])
     with learn.no_bar(), learn.no_logging():
         if recipe.schedule == 'constant': learn.fit(epochs, recipe.lr, cbs=cbs)
         else: learn.fit_one_cycle(epochs, recipe.lr, cbs=cbs)
     return learn
 
-def _one_model(recipe:Recipe, frames:tuple, dls:FMDataLoaders, backbone:str, seed:int, log, stage:str=''):
+def _one_model(recipe:Recipe, frames:tuple, dls:FMDataLoaders, backbone:str, seed:int, log, stage:str='', fit_cbs:list|None=None):
     "One learner trained with the recipe's transforms and callbacks; an `Ensemble` when it has a `SnapshotEnsemble`"
     train, valid = frames
     d = make_dls(train, valid=valid, backbone=backbone, bs=recipe.bs, max_len=dls.max_len, seed=seed, device=dls.device,
@@ -195,7 +195,7 @@ def _one_model(recipe:Recipe, frames:tuple, dls:FMDataLoaders, backbone:str, see
     cbs = [build_technique(s, CALLBACKS, seed) for s in recipe.cbs]
     make = mt_learner if isinstance(d, MTDataLoaders) else fm_learner
     learn = make(d, cbs=cbs, pooling=recipe.pooling, head_dropout=recipe.head_dropout, lr=recipe.lr)
-    _fit(learn, recipe, recipe.epochs, log, stage)
+    _fit(learn, recipe, recipe.epochs, log, stage, fit_cbs)
     snap = [c for c in cbs if isinstance(c, SnapshotEnsemble)]
     return snap[0].ensemble() if snap else learn
 
@@ -207,7 +207,7 @@ class TrainResult:
     notes:list # what was skipped and why
     def __iter__(self): return iter((self.model, self.seconds))
 
-# %% ../nbs/08_experiment.ipynb #06be0d41
+# %% ../nbs/08_experiment.ipynb #2129da42
 def _check_multitask(recipe:Recipe):
     "A multi-task model takes a recipe's transforms, callbacks and schedule; not its stages, nor callbacks that build an ensemble"
     stages = [n for n in _STAGE_KEYS if getattr(recipe, n) is not None]
@@ -215,15 +215,24 @@ def _check_multitask(recipe:Recipe):
     if stages: raise ValueError(f"recipe {recipe.name!r} uses {stages}, which train single-task models; with several label columns "
                                 f"use a recipe of transforms and callbacks (plain, eda, fgm, ...)")
 
+def check_one_fit(recipe:Recipe):
+    "Callbacks for one fit (a checkpoint, distributed training) need a recipe that trains one model in one fit"
+    stages = [n for n in _STAGE_KEYS if getattr(recipe, n) is not None]
+    if any(n == 'SnapshotEnsemble' for s in recipe.cbs for n in s): stages.append('SnapshotEnsemble')
+    if stages: raise ValueError(f"recipe {recipe.name!r} uses {stages}, which train several models or stages; resuming and distributed "
+                                f"training (fit_cbs, --resume, --nproc) expect a recipe that trains one model in one fit (plain, eda, fgm, ...)")
+
 @patch
 def train(self:Recipe, dls:FMDataLoaders, # from `fm_dls`: the labelled training data (its validation data is kept)
            seed:int|None=None, # seeds the loaders, transforms, head and stages; None: the `dls`' seed (or 0)
            unlabelled:list|None=None, # texts of the task without labels, for `tapt`, `self_train` and `distill`
            log=None, # a callable taking one progress message per epoch; None: silent
+           fit_cbs:list|None=None, # callbacks for the fit of the one model (a `FitCheckpoint`, `DistributedTrain`); a recipe with stages or an ensemble refuses them
           ) -> TrainResult:
     "Train the recipe on the data of `dls`: `model, seconds = recipe.train(dls, seed)`"
     if not isinstance(dls, (FMDataLoaders, MTDataLoaders)): raise TypeError(f"dls must come from fm_dls or mt_dls; got {type(dls).__name__}")
     if isinstance(dls, MTDataLoaders): _check_multitask(self)
+    if fit_cbs: check_one_fit(self)
     seed = (dls.seed if dls.seed is not None else 0) if seed is None else seed
     pool = [t for t in (unlabelled or []) if isinstance(t, str) and t.strip()]
     frames, backbone, secs, notes, tmp = dls_frames(dls), dls.backbone, {}, [], None
@@ -244,7 +253,7 @@ def train(self:Recipe, dls:FMDataLoaders, # from `fm_dls`: the labelled training
             members = [_one_model(self, frames, dls, backbone, seed + 1000*i, log, f'member {i+1}/{k} ') for i in range(k)]
             if ens.get('soup'): model = soup(members, ens['soup'], valid=frames[1])
             else: model = Ensemble(members, ens.get('method', 'mean_probs'), valid=frames[1])
-        else: model = _one_model(self, frames, dls, backbone, seed, log)
+        else: model = _one_model(self, frames, dls, backbone, seed, log, fit_cbs=fit_cbs)
         clock('train', t0)
         if self.self_train is not None:
             t0 = time.perf_counter()

@@ -145,3 +145,77 @@ def test_several_label_columns_bad_input(two_tasks, tiny, tmp_path):
     ]:
         code, out, err = run(*argv)
         assert code == 2 and want in err and 'Traceback' not in err, (argv, code, err)
+
+@pytest.mark.parametrize('args,expect', [
+    (['--lr', '-1'], '--lr=-1.0: expected a positive, finite number'),
+    (['--lr', 'nan'], '--lr=nan: expected a positive, finite number'),
+    (['--epochs', '0'], '--epochs=0: expected an integer ≥ 1'),
+    (['--nproc', '0'], '--nproc=0: expected an integer ≥ 1'),
+    (['--n-per-class', '0'], '--n-per-class=0: expected an integer ≥ 1'),
+])
+def test_train_bad_numbers_refused_up_front(tmp_path, args, expect):
+    "Refused before any data or backbone is read (the data file does not even exist), exit code 2, nothing written"
+    code, out, err = run('train', '--data', tmp_path/'nope.csv', '--out', tmp_path/'m', *args)
+    assert code == 2 and expect in err, err
+    assert list(tmp_path.iterdir()) == []
+
+def test_resume_without_a_checkpoint_and_with_an_ensemble(data, tiny, tmp_path):
+    code, out, err = run('train', '--data', data/'bbc.csv', '--out', tmp_path/'m', '--resume')
+    assert code == 2 and '--resume: no checkpoint at' in err, err
+    Recipe('ens', ensemble={'k': 2}, epochs=1).save(tmp_path/'ens.json')
+    code, out, err = run('train', '--data', data/'bbc.csv', '--recipe', tmp_path/'ens.json', '--out', tmp_path/'m', '--resume')
+    assert code == 2 and "uses ['ensemble']" in err, err
+
+def test_train_resume_goes_on(data, tiny, tmp_path):
+    "A run stopped after its first epoch leaves a checkpoint; --resume finishes it with the uninterrupted run's weights"
+    from fmcombo.cli import checkpoint_path
+    from fmcombo.learner import load_fm_learner
+    args = ['train', '--data', data/'bbc.csv', '--text-col', 'article', '--label-col', 'topic', '--recipe', data/'quick.yaml',
+            '--epochs', 2, '--n-per-class', 2, '--backbone', tiny]
+    assert run(*args, '--out', tmp_path/'a')[0] == 0
+    assert not checkpoint_path(tmp_path/'a').exists()   # removed once the fit finished
+    from fastai.callback.core import Callback
+    import fmcombo.experiment as ex
+    class Stop(Callback):
+        order = 99
+        def after_epoch(self): raise KeyboardInterrupt
+    old = ex._fit
+    ex._fit = lambda learn, recipe, epochs, log, stage, fit_cbs=None: old(learn, recipe, epochs, log, stage, list(fit_cbs or []) + [Stop()])
+    try: code, out, err = run(*args, '--out', tmp_path/'b')
+    finally: ex._fit = old
+    assert code == 1 and (checkpoint_path(tmp_path/'b')/'fit.json').exists() and not (tmp_path/'b').exists(), err
+    code, out, err = run(*args, '--out', tmp_path/'b', '--resume')
+    assert code == 0, err
+    wa = load_fm_learner(tmp_path/'a').model.head[1].weight
+    wb = load_fm_learner(tmp_path/'b').model.head[1].weight
+    assert (wa - wb).abs().max().item() < 1e-6
+
+def test_nproc_relaunches_with_torchrun(monkeypatch, tmp_path):
+    "--nproc N starts `python -m fmcombo.cli` with the same arguments on N processes through torchrun"
+    import fmcombo.cli as cli
+    from fmcombo.distributed import torchrun_command
+    seen = []
+    monkeypatch.setattr(cli.subprocess, 'run', lambda cmd: seen.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    monkeypatch.delenv('WORLD_SIZE', raising=False)
+    argv = ['train', '--data', 'x.csv', '--out', str(tmp_path/'m'), '--nproc', '2']
+    assert run(*argv)[0] == 0
+    assert seen == [torchrun_command(2, ['-m', 'fmcombo.cli', *argv])]
+
+def test_nproc_needs_a_batch_size_it_divides(monkeypatch, data, tmp_path):
+    monkeypatch.setenv('WORLD_SIZE', '3')   # as inside torchrun: no re-launch
+    code, out, err = run('train', '--data', data/'bbc.csv', '--out', tmp_path/'m', '--nproc', '3')
+    assert code == 2 and 'must be a multiple of it' in err, err
+
+def test_predict_file_streams_every_task(tiny, tmp_path):
+    "A multi-task model's --file --out goes through predict_file: every task's label and probability"
+    df = pd.DataFrame({'text': ['cat good', 'dog bad', 'cat bad', 'dog good'] * 3, 'animal': ['cat', 'dog', 'cat', 'dog'] * 3,
+                       'mood': ['good', 'bad', 'bad', 'good'] * 3})
+    df.to_csv(tmp_path/'t.csv', index=False)
+    Recipe('quick', epochs=1, lr=1e-3).save(tmp_path/'q.yaml')
+    code, out, err = run('train', '--data', tmp_path/'t.csv', '--label-col', 'animal', '--label-col', 'mood', '--recipe', tmp_path/'q.yaml',
+                         '--backbone', tiny, '--out', tmp_path/'m')
+    assert code == 0, err
+    (tmp_path/'in.txt').write_text('cat good\n\ndog bad\n')
+    code, out, err = run('predict', tmp_path/'m', '--file', tmp_path/'in.txt', '--out', tmp_path/'p.csv')
+    assert code == 0 and 'wrote 2 predictions' in out, err
+    assert list(pd.read_csv(tmp_path/'p.csv').columns) == ['text', 'animal', 'animal_prob', 'mood', 'mood_prob']
