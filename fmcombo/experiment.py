@@ -207,18 +207,21 @@ class TrainResult:
     notes:list # what was skipped and why
     def __iter__(self): return iter((self.model, self.seconds))
 
-# %% ../nbs/08_experiment.ipynb #2129da42
+# %% ../nbs/08_experiment.ipynb #6cba6331
+def _multi_model_parts(recipe:Recipe) -> list:
+    "The stages of `recipe`, and callbacks that build an ensemble: what makes it more than one model in one fit"
+    stages = [n for n in _STAGE_KEYS if getattr(recipe, n) is not None]
+    return stages + (['SnapshotEnsemble'] if any(n == 'SnapshotEnsemble' for s in recipe.cbs for n in s) else [])
+
 def _check_multitask(recipe:Recipe):
     "A multi-task model takes a recipe's transforms, callbacks and schedule; not its stages, nor callbacks that build an ensemble"
-    stages = [n for n in _STAGE_KEYS if getattr(recipe, n) is not None]
-    if any(n == 'SnapshotEnsemble' for s in recipe.cbs for n in s): stages.append('SnapshotEnsemble')
+    stages = _multi_model_parts(recipe)
     if stages: raise ValueError(f"recipe {recipe.name!r} uses {stages}, which train single-task models; with several label columns "
                                 f"use a recipe of transforms and callbacks (plain, eda, fgm, ...)")
 
 def check_one_fit(recipe:Recipe):
     "Callbacks for one fit (a checkpoint, distributed training) need a recipe that trains one model in one fit"
-    stages = [n for n in _STAGE_KEYS if getattr(recipe, n) is not None]
-    if any(n == 'SnapshotEnsemble' for s in recipe.cbs for n in s): stages.append('SnapshotEnsemble')
+    stages = _multi_model_parts(recipe)
     if stages: raise ValueError(f"recipe {recipe.name!r} uses {stages}, which train several models or stages; resuming and distributed "
                                 f"training (fit_cbs, --resume, --nproc) expect a recipe that trains one model in one fit (plain, eda, fgm, ...)")
 
