@@ -43,16 +43,18 @@ def fingerprint(model) -> list:
         out += [p.sum().item(), (p*p).sum().item()]
     return out
 
-def run(name, tiny, data):
+def train(name, tiny, data):
+    "The model after the fixed run `name`"
     from fmcombo.data import fm_dls
     from fmcombo.learner import fm_learner
     tfms, cbs, epochs = _runs()[name]
     torch.manual_seed(0)
     learn = fm_learner(fm_dls(data, backbone=tiny, bs=8, max_len=64, seed=0, text_tfms=tfms or None), cbs=cbs())
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, 1e-3)
-    return fingerprint(learn.model)
+    return learn.model
 
-def run_distill(tiny, data):
+def train_distill(tiny, data):
+    "The student after the fixed Distill run"
     from fmcombo.data import fm_dls
     from fmcombo.learner import fm_learner
     from fmcombo.ensemble import Ensemble, Distill
@@ -60,14 +62,14 @@ def run_distill(tiny, data):
     with teacher.no_bar(), teacher.no_logging(): teacher.fit_one_cycle(1, 1e-3)
     learn = fm_learner(fm_dls(data, backbone=tiny, bs=8, max_len=64, seed=0), cbs=[Distill(Ensemble([teacher]))])
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(2, 1e-3)
-    return fingerprint(learn.model)
+    return learn.model
 
 def all_fingerprints():
     torch.set_num_threads(1)
     from fmcombo.testing import tiny_backbone
     tiny, data = tiny_backbone(), _data()
-    res = {name: run(name, tiny, data) for name in _runs()}
-    res['Distill'] = run_distill(tiny, data)
+    res = {name: fingerprint(train(name, tiny, data)) for name in _runs()}
+    res['Distill'] = fingerprint(train_distill(tiny, data))
     return res
 
 if __name__ == '__main__':
