@@ -19,7 +19,7 @@ from fmcombo.data import load_corpus, fm_dls
 from fmcombo.learner import fm_learner
 from fmcombo.adversarial import FGM, PGD, FreeLB, SMART, AWP
 
-# name: (callbacks, goal as a multiple of plain training's step time, from issue #3)
+# name: (callbacks, ceiling we set, as a multiple of plain training's step time)
 ARMS = {'plain': (lambda: [], 1.0),
         'FGM': (lambda: [FGM()], 2.0),
         'PGD-3': (lambda: [PGD(steps=3)], 3 + 1.1),

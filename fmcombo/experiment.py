@@ -286,9 +286,9 @@ def train(self:Recipe, dls:FMDataLoaders, # from `fm_dls`: the labelled training
         if tmp: shutil.rmtree(tmp, ignore_errors=True)
     return TrainResult(model, secs, notes)
 
-# %% ../nbs/08_experiment.ipynb #e762ce2b
+# %% ../nbs/08_experiment.ipynb #6d70c9f6
 def combined_recipe() -> Recipe:
-    """The four families as the library's measurements support them (tweets, 32 per class, 3 paired seeds; the issue asks for 5).
+    """The four families as the library's measurements support them (tweets, 32 per class, 3 paired seeds; `fmcombo compare` measures it at 5).
 
     Kept: ensembles with distillation. A 5-member `mean_probs` ensemble beat its mean member on 3 of 3
     draws (62.4 ± 3.2 % against 60.8 ± 3.2 %, ECE 23.5 → 16.8 %), and a student distilled on 1,000
