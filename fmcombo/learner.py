@@ -276,7 +276,13 @@ class FMLearner(Learner):
                                     f"at rows {bad[:10]}{' ...' if len(bad) > 10 else ''}; expected a non-empty string in each")
             bad = [start+i for i, t in enumerate(c) if not t.strip()]
             if bad: raise ValueError(f"texts has empty texts at rows {bad[:10]}{' ...' if len(bad) > 10 else ''}; expected a non-empty string in each")
-            with self.no_bar(): probs = self.get_preds(dl=self.dls.test_dl(c, bs=bs))[0].float().numpy()
+            dl = self.dls.test_dl(c, bs=bs)
+            with self.no_bar(): probs = self.get_preds(dl=dl)[0].float().numpy()
+            # fastai's loaders are reference cycles (`DataLoader` <-> `_FakeLoader`) that keep the chunk's texts and token ids
+            # until a full garbage collection, ~15 chunks later: break this chunk's two (ours, and the reordered copy
+            # `get_preds` leaves in `self.dl`) and drop them, so that the chunk is freed now and memory holds one chunk
+            for o in (dl, self.dl): o.fake_l = None
+            self.dl = dl = None
             yield [self.dls.vocab[i] for i in probs.argmax(1)], probs
             start += len(c)
         if start == 0: raise ValueError("texts is empty: expected at least one text")
@@ -329,7 +335,7 @@ def read_text_chunks(src:str|Path, # a text file (one text a line; blank lines s
     if src.suffix.lower() == '.csv':
         cols = pd.read_csv(src, nrows=0).columns.tolist()
         if text_col not in cols: raise KeyError(f"src: column {text_col!r} not found in {str(src)!r}; columns are {cols}")
-        n = sum(len(c) for c in pd.read_csv(src, usecols=[text_col], chunksize=50_000))
+        n = sum(len(c) for c in pd.read_csv(src, usecols=[text_col], chunksize=chunk))   # counted for the bar, `chunk` rows at a time
         chunks = (c[text_col].tolist() for c in pd.read_csv(src, usecols=[text_col], chunksize=chunk, dtype={text_col: object}))
     else:
         n = _line_count(src)
