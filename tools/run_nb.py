@@ -23,7 +23,12 @@ def notebook_bars():
 def _bar_state(o) -> bool:
     "An intermediate state of a notebook progress bar (or its style sheet): Jupyter replaces these in place, execnb appends them"
     html = ''.join(o.get('data', {}).get('text/html', [])) if o.get('output_type') == 'display_data' else ''
-    return '<progress' in html or html.lstrip().startswith('<style>') and 'progress' in html
+    return '<progress' in html or html.lstrip().startswith('<style>') and 'progress' in html or html_empty(o)
+
+def html_empty(o) -> bool:
+    "A display of empty HTML (a finished bar that cleared itself), which Jupyter shows as nothing"
+    data = o.get('data', {}) if o.get('output_type') == 'display_data' else {}
+    return 'text/html' in data and not ''.join(data['text/html']).strip() and set(data) <= {'text/html', 'text/plain'}
 
 def run(path:Path):
     from fastcore.nbio import read_nb, write_nb
