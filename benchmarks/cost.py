@@ -2,6 +2,7 @@
 
     python benchmarks/cost.py                 # the default backbone, 1 torch thread
     python benchmarks/cost.py --quick         # the tiny backbone, seconds (`make bench QUICK=1`)
+    python benchmarks/cost.py --collect       # rewrite cost.md from cost.json and the other cost benchmarks
 
 One interleaved run. The three trainers train the same model (an `FMClassifier` of the backbone, the
 same initial weights) on the same padded batches of tweets (bs 16, lengths as the data give them):
@@ -15,7 +16,9 @@ the resident memory sampled every 2 ms while it trains (and its growth over the 
 `max_memory_allocated` on a GPU.
 Prediction: `learn.predict_texts` against `pipeline("text-classification")` on the backbone with a
 sequence-classification head, the same texts, batch size and truncation, also in turns; texts per second.
-Writes cost.json and cost.md into --out.
+Writes cost.json and cost.md into --out. cost.md also shows the per-step cost of every technique, read
+from the cost benchmarks of each family beside cost.json (adversarial_cost.json, augment_cost.json,
+ensemble_cost.json), each under the conditions it states.
 """
 import argparse, copy, json, os, subprocess, sys, tempfile, threading, time, warnings
 from pathlib import Path
@@ -139,6 +142,44 @@ def predict_rounds(ds, learn, backbone, n_texts, rounds, bs=64):
             if r: out[arm].append(len(texts)/(time.perf_counter() - t))   # round 0 warms up
     return out
 
+def callback_rows(results:Path) -> list:
+    "Markdown lines: the per-step cost of every callback, as the cost benchmarks beside cost.json measured it (each with its own conditions)"
+    md = []
+    adv, aug, ens = (results/f'{n}.json' for n in ('adversarial_cost', 'augment_cost', 'ensemble_cost'))
+    if adv.exists():
+        a = json.loads(adv.read_text())
+        md += ['', f"Adversarial training, a training step against plain's (wall time, {a['torch_threads']} torch threads, batch {a['batch']}; `{a['command']}`):", '',
+               '| callback | s/step | × plain |', '|---|---|---|'] + [f"| {r['arm']} | {r['seconds_per_step']} | {r['ratio']} |" for r in a['table']]
+    if aug.exists():
+        a = json.loads(aug.read_text())
+        md += ['', f"Augmentation in embedding and hidden space, a training step against plain's (CPU time, {a['torch_threads']} torch thread, "
+               f"{a['corpus']} batches of {a['bs']}; `{a['command']}`):", '', '| callback | CPU s/step | × plain |', '|---|---|---|']
+        md += [f"| {r['method']} | {r['CPU s/step (median)']} | {r['ratio to plain (CPU)']} |" for r in a['steps']]
+        md += ['', 'Text transforms, time per batch as a share of a plain step (CPU):', '', '| transform | share of a step |', '|---|---|']
+        md += [f"| {r['transform']} | {100*r['share of plain step (CPU)']:.1f} % |" for r in a['text_tfms']]
+    if ens.exists():
+        a = json.loads(ens.read_text())
+        md += ['', f"Ensembles, a whole training run against one member's (wall time, {a['torch_threads']} torch threads; `{a['command']}`):", '',
+               '| method | × one member |', '|---|---|'] + [f"| {r['method']} | {r['vs one member']} |" for r in a['training']]
+    return md
+
+def write_md(res:dict, out:Path, results:Path|None=None):
+    "cost.md from cost.json's figures, with the per-callback rows of the cost benchmarks in `results` (default: `out`)"
+    med, mem, tput = res['step_seconds_median'], res['memory'], res['predict_texts_per_second']
+    md = [f"# Cost: fmcombo against a raw loop, the Trainer and a pipeline", '', f"`{res['command']}`; {res['device']}, {res['threads']} torch thread(s); "
+          f"{res['rounds']} rounds of {res['steps_per_round']} steps each (the first a warm-up); {res['wall_seconds']:.0f} s.", '',
+          '| | fmcombo | raw PyTorch loop | transformers Trainer |', '|---|---|---|---|',
+          f"| training step, median s | {med['fmcombo']:.4f} | {med['raw']:.4f} | {med['trainer']:.4f} |",
+          f"| ratio fmcombo / other | 1 | {res['step_ratio']['fmcombo/raw']} | {res['step_ratio']['fmcombo/trainer']} |",
+          f"| peak RSS, MiB (growth while training) | " + ' | '.join(f"{mem[k].get('peak_rss_mib')} ({mem[k].get('rss_growth_mib')})" for k in ARMS) + ' |', '',
+          '| | predict_texts | pipeline("text-classification") |', '|---|---|---|',
+          f"| texts per second, median | {tput['predict_texts']:.1f} | {tput['pipeline']:.1f} |", '',
+          'Goals: ' + '; '.join(f"{k}: {'met' if v else 'not met'}" for k, v in res['goals'].items()) + '.']
+    rows = callback_rows(Path(results or out))
+    if rows: md += ['', '## The cost of each technique', '', 'Read from the cost benchmarks of each family; compare ratios within one table, since each was measured under its own conditions.'] + rows
+    (Path(out)/'cost.md').write_text('\n'.join(md) + '\n')
+    print('\n'.join(md))
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--backbone', default=None, help='backbone folder; default: the offline default backbone')
@@ -148,6 +189,7 @@ def main(argv=None):
     ap.add_argument('--threads', type=int, default=1, help='torch threads (the shared machine has 2 cores)')
     ap.add_argument('--out', default='benchmarks/results', help='folder of cost.json and cost.md')
     ap.add_argument('--quick', action='store_true', help='the tiny backbone, fewer steps: seconds')
+    ap.add_argument('--collect', action='store_true', help='rewrite cost.md from cost.json and the other cost benchmarks, without measuring')
     ap.add_argument('--memory-arm', choices=ARMS, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.quick:
@@ -155,6 +197,7 @@ def main(argv=None):
         a.backbone, a.steps, a.rounds, a.texts = a.backbone or tiny_backbone(), min(a.steps, 5), min(a.rounds, 3), min(a.texts, 128)
     a.backbone = a.backbone or default_backbone_path()
     if a.memory_arm: return memory_child(a)
+    if a.collect: return write_md(json.loads((Path(a.out)/'cost.json').read_text()), Path(a.out))
     torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
     ds, dls, learn, batches = setup(a.backbone, a.steps)
@@ -184,17 +227,8 @@ def main(argv=None):
                wall_seconds=round(time.perf_counter() - t0, 1))
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     (out/'cost.json').write_text(json.dumps(res, indent=1))
-    md = [f"# Cost: fmcombo against a raw loop, the Trainer and a pipeline", '', f"`{res['command']}`; {res['device']}, {a.threads} torch thread(s); "
-          f"{a.rounds} rounds of {a.steps} steps each (the first a warm-up); {res['wall_seconds']:.0f} s.", '',
-          '| | fmcombo | raw PyTorch loop | transformers Trainer |', '|---|---|---|---|',
-          f"| training step, median s | {med['fmcombo']:.4f} | {med['raw']:.4f} | {med['trainer']:.4f} |",
-          f"| ratio fmcombo / other | 1 | {res['step_ratio']['fmcombo/raw']} | {res['step_ratio']['fmcombo/trainer']} |",
-          f"| peak RSS, MiB (growth while training) | " + ' | '.join(f"{mem[k].get('peak_rss_mib')} ({mem[k].get('rss_growth_mib')})" for k in ARMS) + ' |', '',
-          '| | predict_texts | pipeline("text-classification") |', '|---|---|---|',
-          f"| texts per second, median | {tput['predict_texts']:.1f} | {tput['pipeline']:.1f} |", '',
-          'Goals: ' + '; '.join(f"{k}: {'met' if v else 'not met'}" for k, v in res['goals'].items()) + '.']
-    (out/'cost.md').write_text('\n'.join(md) + '\n')
-    print('\n'.join(md))
+    write_md(res, out)
     return res
+
 
 if __name__ == '__main__': main()
