@@ -56,7 +56,7 @@ docs: $(DOCS_STAMP)
 	$(PY) tools/build_site.py
 
 # The tutorials: re-executed in place by tools/run_nb.py, real outputs kept, one at a time on 2 torch threads, then cleaned as
-# CI expects. Those not yet executed with clean outputs wait in nbs/tutorials/_drafts/, which the site and nbdev-test skip.
+# CI expects. A tutorial not yet executed with clean outputs can wait in nbs/tutorials/_drafts/, which the site and nbdev-test skip.
 .PHONY: tutorials
 tutorials: $(STAMP)
 	OMP_NUM_THREADS=2 $(PY) tools/run_nb.py $(wildcard nbs/tutorials/*.ipynb nbs/tutorials/_drafts/*.ipynb)

@@ -22,7 +22,6 @@ CHECKS = {
 
 # Known to fail on the day this test was written; each to be re-executed with clean output (see its reason).
 DIRTY = {
-    'nbs/tutorials/_drafts/ensembles.ipynb': "a draft: tqdm's IProgress TqdmWarning in the imports cell; re-execute with the warning filtered",
     'nbs/06_ensemble.ipynb': "the vmap/SDPA batching-rule UserWarning and fastprogress console text",
     'nbs/07_robustness.ipynb': "'Loading weights' bars and a transformers load report with ANSI escapes in four cells",
 }
