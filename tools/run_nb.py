@@ -15,6 +15,9 @@ def notebook_bars():
     import importlib, pkgutil
     import fastprogress.fastprogress as fpp, fastai.callback.progress as fcp, fmcombo
     fcp.master_bar, fcp.progress_bar = fpp.NBMasterBar, fpp.NBProgressBar
+    # a notebook's own `from fastprogress.fastprogress import progress_bar` (module notebooks define their functions with it)
+    import fastprogress
+    fpp.master_bar, fpp.progress_bar = fastprogress.master_bar, fastprogress.progress_bar = fpp.NBMasterBar, fpp.NBProgressBar
     for m in pkgutil.iter_modules(fmcombo.__path__):
         mod = importlib.import_module(f'fmcombo.{m.name}')
         if hasattr(mod, 'progress_bar'): mod.progress_bar = fpp.NBProgressBar
