@@ -43,7 +43,7 @@ TRANSFER = {'contrastive': lambda: [ContrastiveStage()], 'contrastive+prototype'
             'supcon': lambda: [SupCon()], 'prototype': lambda: [PrototypeHead()], 'reinit': lambda: [ReinitTop(1)],
             'llrd': lambda: [LayerLRDecay(0.9)]}
 PEERS = ('setfit', 'trainer', 'trainer-neftune')
-ALL_ROWS = list(BUILTIN_RECIPES) + list(TRANSFER) + list(PEERS)
+ALL_ROWS = list(dict.fromkeys(list(BUILTIN_RECIPES) + list(TRANSFER) + list(PEERS)))   # a transfer row that is also a built-in recipe is trained as above
 QUICK_ROWS = ['plain', 'supcon', 'trainer']
 
 def test_subset(ds, size:int):
