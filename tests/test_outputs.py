@@ -22,7 +22,6 @@ CHECKS = {
 
 # Known to fail on the day this test was written; each to be re-executed with clean output (see its reason).
 DIRTY = {
-    'nbs/06_ensemble.ipynb': "the vmap/SDPA batching-rule UserWarning and fastprogress console text",
 }
 
 def problems(text:str) -> list:
