@@ -36,11 +36,11 @@ from .data import FMDataLoaders, TextDL, TextClassData
 
 # %% auto #0
 __all__ = ['POOLINGS', 'DEFAULT_LR', 'DEFAULT_EPOCHS', 'masked_mean', 'backbone_from_config', 'FMClassifier', 'load_backbone',
-           'fm_splitter', 'FusedAdam', 'check_lr', 'check_count', 'StopOnNonFinite', 'FMLearner', 'read_text_chunks',
-           'learner_from_model', 'fm_learner', 'remove_leftovers', 'atomic_folder', 'check_finite', 'check_save_target',
-           'save_fm', 'check_model_folder', 'load_weights', 'load_fm_learner', 'is_training_fit', 'rng_state',
-           'set_rng_state', 'opt_state', 'set_opt_state', 'FitCheckpoint', 'CPUMixedPrecision', 'autocast_of',
-           'loss_divisor', 'scaled', 'backward', 'renamed', 'symmetric_kl']
+           'fm_splitter', 'FusedAdam', 'check_lr', 'check_count', 'StopOnNonFinite', 'release_loader', 'FMLearner',
+           'read_text_chunks', 'learner_from_model', 'fm_learner', 'remove_leftovers', 'atomic_folder', 'check_finite',
+           'check_save_target', 'save_fm', 'check_model_folder', 'load_weights', 'load_fm_learner', 'is_training_fit',
+           'rng_state', 'set_rng_state', 'opt_state', 'set_opt_state', 'FitCheckpoint', 'CPUMixedPrecision',
+           'autocast_of', 'loss_divisor', 'scaled', 'backward', 'renamed', 'symmetric_kl']
 
 # %% ../nbs/01_learner.ipynb #a7d780a9
 POOLINGS = ('mean', 'cls', 'native')
@@ -216,7 +216,18 @@ class StopOnNonFinite(Callback):
         bad = [n for n, p in self.learn.model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
         if bad: self._stop(f"{len(bad)} gradients are NaN or infinite ({bad[:3]})")
 
-# %% ../nbs/01_learner.ipynb #343a5a2c
+# %% ../nbs/01_learner.ipynb #be06fbf0
+def release_loader(learn:Learner, # the learner that predicted
+                   dl, # the loader it predicted from
+                  ):
+    "Free a prediction loader now: break its reference cycle and the reordered copy `get_preds` leaves in `learn.dl`"
+    # fastai's loaders are reference cycles (`DataLoader` <-> `_FakeLoader`) that keep their texts and token ids until a full
+    # garbage collection, ~15 chunks of a stream later; broken, they are freed at once, so memory holds one chunk
+    for o in (dl, getattr(learn, 'dl', None)):
+        if o is not None: o.fake_l = None
+    learn.dl = None
+
+# %% ../nbs/01_learner.ipynb #e9afe76e
 DEFAULT_LR = 1e-4  # chosen by measurement: the table at the end of this notebook
 DEFAULT_EPOCHS = 10
 
@@ -278,11 +289,7 @@ class FMLearner(Learner):
             if bad: raise ValueError(f"texts has empty texts at rows {bad[:10]}{' ...' if len(bad) > 10 else ''}; expected a non-empty string in each")
             dl = self.dls.test_dl(c, bs=bs)
             with self.no_bar(): probs = self.get_preds(dl=dl)[0].float().numpy()
-            # fastai's loaders are reference cycles (`DataLoader` <-> `_FakeLoader`) that keep the chunk's texts and token ids
-            # until a full garbage collection, ~15 chunks later: break this chunk's two (ours, and the reordered copy
-            # `get_preds` leaves in `self.dl`) and drop them, so that the chunk is freed now and memory holds one chunk
-            for o in (dl, self.dl): o.fake_l = None
-            self.dl = dl = None
+            release_loader(self, dl); dl = None
             yield [self.dls.vocab[i] for i in probs.argmax(1)], probs
             start += len(c)
         if start == 0: raise ValueError("texts is empty: expected at least one text")
