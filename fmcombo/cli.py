@@ -57,7 +57,7 @@ def load_trained(path:str|Path) -> FMLearner|Ensemble|MTLearner:
         return load_mt_learner(path) if multi else load_fm_learner(path)
     raise ValueError(f"{str(path)!r} is not a model saved by fmcombo train (no fm.json or ensemble.json in it)")
 
-# %% ../nbs/09_cli.ipynb #e37bceda
+# %% ../nbs/09_cli.ipynb #34c2506f
 def _seeds(s:str) -> list:
     try: return [int(x) for x in s.split(',') if x.strip()]
     except ValueError: raise ValueError(f"--seeds takes integers separated by commas, such as 0,1,2; got {s!r}") from None
@@ -134,7 +134,7 @@ def cmd_predict(a):
     "fmcombo predict"
     model = load_trained(a.model)
     if a.file is not None and a.out and hasattr(model, 'predict_file'):   # streamed: bounded memory, rows written as they come
-        n = model.predict_file(a.file, a.out, text_col=a.text_col, progress=sys.stderr.isatty())
+        n = model.predict_file(a.file, a.out, text_col=a.text_col, progress=sys.stdout.isatty())   # the bar is drawn on stdout
         print(f"wrote {n} predictions to {a.out}"); return
     if a.text is not None: texts = [a.text]
     elif a.file.endswith('.txt'):

@@ -33,6 +33,15 @@ def html_empty(o) -> bool:
     data = o.get('data', {}) if o.get('output_type') == 'display_data' else {}
     return 'text/html' in data and not ''.join(data['text/html']).strip() and set(data) <= {'text/html', 'text/plain'}
 
+def piped_system(sh):
+    "`!cmd` as Jupyter runs it: in a subprocess whose output is a pipe (ipykernel's way), not the pseudo-terminal of plain IPython, where a command sees a terminal and draws its progress bars"
+    import subprocess
+    def system(cmd:str):
+        r = subprocess.run(sh.var_expand(cmd, depth=1), shell=True, capture_output=True, text=True)
+        print(r.stdout, end=''); print(r.stderr, end='', file=sys.stderr)
+        sh.user_ns['_exit_code'] = r.returncode
+    return system
+
 def run(path:Path):
     from fastcore.nbio import read_nb, write_nb
     from execnb.shell import CaptureShell
@@ -40,6 +49,7 @@ def run(path:Path):
     cwd = os.getcwd(); os.chdir(path.parent)
     try:
         sh = CaptureShell()
+        sh.system = piped_system(sh)
         sh.run('import os; os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")')
         t0 = time.perf_counter()
         sh.run_all(nb, exc_stop=True)
