@@ -129,7 +129,7 @@ def classification_scores(probs, # (n, classes) probabilities (array or tensor)
     return dict(accuracy=float((pred == y).mean()), macro_f1=float(f1_score(y, pred, average='macro', labels=range(n_classes), zero_division=0)),
                 log_loss=float(log_loss(y, clipped / clipped.sum(1, keepdims=True), labels=range(n_classes))), ece=ece(probs, y))
 
-# %% ../nbs/06_ensemble.ipynb #81600709
+# %% ../nbs/06_ensemble.ipynb #2da63de9
 class Ensemble:
     "Several fine-tuned models that predict as one"
     def __init__(self, members:list, # `FMLearner`s or folders written by `save_fm`
@@ -141,7 +141,7 @@ class Ensemble:
         if method not in METHODS: raise ValueError(f"method must be one of {METHODS}; got {method!r}")
         check_number('bs', bs, 1, integer=True)
         if isinstance(members, (str, Path, FMLearner)) or len(members) == 0:
-            raise ValueError("members must be a non-empty list of FMLearners or save_fm folders")
+            raise ValueError(f"members must be a non-empty list of FMLearners or save_fm folders; got {repr(members) if isinstance(members, (list, tuple, str, Path)) else type(members).__name__}")
         self.members = [_as_learner(m, i) for i, m in enumerate(members)]
         self.vocab = [str(v) for v in self.members[0].dls.vocab]
         self.label_perms = []

@@ -149,7 +149,7 @@ def _listing(d:Path) -> list:
     return sorted((str(p.relative_to(d)), p.stat().st_size if p.is_file() else -1, p.stat().st_mtime_ns) for p in d.rglob('*'))
 
 # cases whose check is not there yet: marked so that the day it comes, the mark must go (strict)
-MISSING = {'Ensemble-no-members': "Ensemble([]) says 'members must be a non-empty list' but not the value received ([]); owner: nbs/06_ensemble"}
+MISSING = {}   # a case the library does not yet meet, {name: why}: marked a strict xfail until it does
 
 @pytest.mark.parametrize('name,setup,action,exc,parts', [
     pytest.param(*c, id=c[0], marks=[pytest.mark.xfail(strict=True, reason=MISSING[c[0]])] if c[0] in MISSING else []) for c in CASES])
