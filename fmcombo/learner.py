@@ -216,15 +216,19 @@ class StopOnNonFinite(Callback):
         bad = [n for n, p in self.learn.model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
         if bad: self._stop(f"{len(bad)} gradients are NaN or infinite ({bad[:3]})")
 
-# %% ../nbs/01_learner.ipynb #be06fbf0
+# %% ../nbs/01_learner.ipynb #1433b925
 def release_loader(learn:Learner, # the learner that predicted
                    dl, # the loader it predicted from
                   ):
     "Free a prediction loader now: break its reference cycle and the reordered copy `get_preds` leaves in `learn.dl`"
     # fastai's loaders are reference cycles (`DataLoader` <-> `_FakeLoader`) that keep their texts and token ids until a full
     # garbage collection, ~15 chunks of a stream later; broken, they are freed at once, so memory holds one chunk
+    # (the `_FakeLoader` also refers to itself, as its `dataset`: cut its links too, so that it goes at once as well)
     for o in (dl, getattr(learn, 'dl', None)):
-        if o is not None: o.fake_l = None
+        if o is None: continue
+        fake = getattr(o, 'fake_l', None)
+        if fake is not None: fake.dataset = fake.default = fake.d = None
+        o.fake_l = None
     learn.dl = None
 
 # %% ../nbs/01_learner.ipynb #e9afe76e

@@ -89,3 +89,22 @@ def test_fastai_tools_work(learn):
     assert interp.confusion_matrix().shape == (5, 5)
     with learn.no_bar(), learn.no_logging(): res = learn.lr_find(show_plot=False, num_it=10)
     assert res.valley > 0
+
+def _loaders_freed_without_gc(learner, predict, monkeypatch) -> list:
+    "Weak references to every prediction loader `predict()` made, taken with the garbage collector off"
+    import gc, weakref
+    made, test_dl = [], learner.dls.test_dl
+    def recording(*args, **kwargs):
+        dl = test_dl(*args, **kwargs); made.append(weakref.ref(dl)); return dl
+    monkeypatch.setattr(learner.dls, 'test_dl', recording)
+    gc.collect(); gc.disable()
+    try: predict()
+    finally: gc.enable()
+    return made
+
+def test_prediction_frees_each_loader_at_once(learn, bbc, monkeypatch):
+    "fastai's loaders are reference cycles: streamed prediction must break each chunk's, or chunks pile up until a full collection"
+    texts = bbc['test'].select(range(40))['text']
+    made = _loaders_freed_without_gc(learn, lambda: list(learn.predict_batches(texts, bs=8, chunk=10)), monkeypatch)
+    assert len(made) == 4 and all(r() is None for r in made), [r() is None for r in made]
+    assert learn.dl is None

@@ -157,3 +157,9 @@ def test_bad_input(tiny, trained):
     with pytest.raises(ValueError, match='weights names unknown tasks'): mt_learner(trained.dls, weights={'colour': 1.})
     with pytest.raises(ValueError, match="task 'animal' is answered by two members"): TaskSet({'pets': trained, 'animal': trained})
     with pytest.raises(TypeError, match="member 'x' must be a learner"): TaskSet({'x': 3})
+
+def test_prediction_frees_its_loader_at_once(trained, monkeypatch):
+    "As for the single-task learner: the prediction loader's reference cycle is broken, so it is freed without a garbage collection"
+    from test_learner import _loaders_freed_without_gc
+    made = _loaders_freed_without_gc(trained, lambda: trained.predict_texts(toy(16, seed=2).text), monkeypatch)
+    assert made and all(r() is None for r in made)

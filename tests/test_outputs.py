@@ -90,3 +90,16 @@ def test_checks_catch_what_they_should():
     for what, text in samples.items(): assert what in problems(text), (what, problems(text))
     assert problems('epoch  train_loss  valid_loss  accuracy\n0  1.63  1.61  0.24\n') == []
     assert problems('accuracy 93.2% (397/426)\n') == []
+
+def test_carriage_return_is_data_only_in_html(tmp_path):
+    "A carriage return inside HTML (a tweet in a table) is data; in a stream or plain text it is a redrawn progress line"
+    cell = lambda o: dict(cell_type='code', source='', metadata={}, execution_count=None, outputs=[o])
+    html = dict(output_type='execute_result', metadata={}, execution_count=1, data={'text/html': '<td>line\rbreak</td>'})
+    stream = dict(output_type='stream', name='stdout', text='Epoch 1/2\rEpoch 2/2')
+    plain = dict(output_type='execute_result', metadata={}, execution_count=1, data={'text/plain': 'line\rbreak'})
+    nb = tmp_path/'x.ipynb'
+    nb.write_text(json.dumps(dict(cells=[cell(html), cell(stream), cell(plain)], metadata={}, nbformat=4, nbformat_minor=5)))
+    found = notebook_problems(nb)
+    assert not any(f.startswith('cell 0') for f in found), found
+    assert any(f.startswith('cell 1') and 'carriage-return' in f for f in found), found
+    assert any(f.startswith('cell 2') and 'carriage-return' in f for f in found), found
