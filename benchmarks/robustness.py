@@ -47,13 +47,17 @@ RECIPES = {  # name: (text_tfms, callbacks), built fresh for each run
     'A2T char b2': lambda: ([], [A2T('char', budget=2)]),
     'A2T char b1 + FGM': lambda: ([], [A2T('char', budget=1), FGM()]),
     'A2T word b1': lambda: ([], [A2T('word', budget=1)]),
+    # typos where the model looks, without the attack's search: half of each batch, two words a text (cheaper per text, so more texts)
+    'A2T typos b2': lambda: ([], [A2T('typos', budget=2, share=0.5, max_queries=256)]),
+    'A2T typos b2 + FGM': lambda: ([], [A2T('typos', budget=2, share=0.5, max_queries=256), FGM()]),
 }
 MAIN = ['plain', 'FGM', 'FreeLB', 'CharNoise', 'FGM + CharNoise']
-ROBUST = ['plain', 'FGM', 'FGM + CharNoise', 'A2T char b1', 'A2T char b2', 'A2T char b1 + FGM', 'A2T word b1']
+ROBUST = ['plain', 'FGM', 'FGM + CharNoise', 'A2T char b1', 'A2T char b2', 'A2T char b1 + FGM', 'A2T typos b2 + FGM', 'A2T word b1']
 EPS = [0.1, 0.3, 1.0]
 
 def test_subset(ds, size:int):
-    "The fixed stratified subset of the test split of benchmarks/adversarial_accuracy.py"
+    "The fixed stratified subset of the test split of benchmarks/adversarial_accuracy.py (the whole split when it is smaller: BBC's 445 articles)"
+    if size >= len(ds['test']): return ds['test']
     return ds['test'].train_test_split(test_size=size, stratify_by_column='label', seed=0)['test']
 
 def train(sample, recipe:str, seed:int):
@@ -97,7 +101,8 @@ def table(runs, recipes, eps=EPS):
     for rec in recipes:
         rs = sorted((r for r in runs if r['recipe'] == rec), key=lambda r: r['seed'])
         if not rs: continue
-        row = {'recipe': rec, 'seeds': len(rs), 'clean (2,000 tweets)': _ms([r['accuracy'] for r in rs]),
+        what = 'tweets' if rs[0]['corpus'] == 'tweet_sentiment' else 'texts'
+        row = {'recipe': rec, 'seeds': len(rs), f"clean ({rs[0]['test_size']:,} {what})": _ms([r['accuracy'] for r in rs]),
                f"clean ({rs[0]['attacked']} attacked)": _ms([r['clean_attacked'] for r in rs])}
         for e in eps: row[f'embedding ε={e:g}'] = _ms([r['embedding'][f'{e:g}'] for r in rs])
         row['char attack'] = _ms([r['char']['accuracy under attack'] for r in rs])

@@ -28,7 +28,8 @@ from .ensemble import Ensemble
 # %% auto #0
 __all__ = ['ATTACKS', 'Victim', 'LiveModel', 'AttackRecord', 'AttackExamples', 'AttackRun', 'word_budget', 'WordAttack',
            'CharAttack', 'WordSubstitution', 'EmbeddingAttackResult', 'EmbeddingAttack', 'embedding_attack',
-           'char_attack', 'word_attack', 'RobustnessReport', 'robustness_report', 'training_attack', 'A2T']
+           'char_attack', 'word_attack', 'RobustnessReport', 'robustness_report', 'TargetedTypos', 'training_attack',
+           'A2T']
 
 # %% ../nbs/07_robustness.ipynb #6ef5e4d0
 class Victim:
@@ -605,24 +606,47 @@ def robustness_report(learn, # an `FMLearner`, a `save_fm` folder, an `Ensemble`
     rep.runs = runs
     return rep
 
-# %% ../nbs/07_robustness.ipynb #93946b56
-def training_attack(attack:str|WordAttack='char', # "char", "word", or a `CharAttack`/`WordSubstitution` used as given
+# %% ../nbs/07_robustness.ipynb #1e99e124
+class TargetedTypos(CharAttack):
+    "Typos where the model looks: a random keyboard typo in each of the most important words, without the attack's search (for training)"
+    name = 'typos'
+    def candidates(self, word:str, rng:random.Random) -> list: return [_TYPOS[rng.choice(self.kinds)](word, rng)]
+
+    def n_candidates(self) -> int: return 0   # no candidate is sent to the model: the cost is the clean query and the ranking
+
+    def run(self, victim:Victim, texts:list, y:np.ndarray, rows=None, seed:int=0, probs=None, progress:bool=False) -> AttackRun:
+        "Rank the words of each text, then edit the top ones; texts the model already gets wrong are left as they are"
+        recs = _records(texts, y, np.arange(len(texts)) if rows is None else rows, victim(texts) if probs is None else probs)
+        targets = [_Target(r, seed, self.max_words, self.budget) for r in recs if r.status != 'skipped']
+        _rank_words(victim, targets)
+        for t in targets:
+            while len(t.rec.changes) < t.allowed:
+                j, cands = t.next_word(self)
+                if j is None: break
+                t.rec.changes.append((j, t.pieces[j], cands[0])); t.pieces[j] = cands[0]
+        for r, t in zip([t.rec for t in targets], targets): r.perturbed = join_words(t.pieces)
+        return AttackRun(self.name, recs, victim.vocab)
+
+    def __repr__(self): return f"TargetedTypos(max_words={self.max_words}, budget={self.budget}, kinds={self.kinds})"
+
+# %% ../nbs/07_robustness.ipynb #5b8921c0
+def training_attack(attack:str|WordAttack='char', # "char", "word", "typos", or a `CharAttack`/`WordSubstitution`/`TargetedTypos` used as given
                     budget:int=1, # at most this many words changed per text; `2·budget` words tried
                    ) -> WordAttack:
     "The cheap attack that discrete adversarial training runs at every step"
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
         raise ValueError(f"budget is the most words changed per attacked training text: an integer >= 1; got {budget!r}")
     if isinstance(attack, WordAttack): return attack
-    kinds = {'char': CharAttack, 'word': WordSubstitution}
-    if not isinstance(attack, str): raise TypeError(f"attack must be 'char', 'word' or a CharAttack/WordSubstitution object; got {type(attack).__name__}")
-    if attack not in kinds: raise ValueError(f"unknown attack {attack!r} for training; use 'char', 'word' or a CharAttack/WordSubstitution object")
+    kinds = {'char': CharAttack, 'word': WordSubstitution, 'typos': TargetedTypos}
+    if not isinstance(attack, str): raise TypeError(f"attack must be 'char', 'word', 'typos' or a CharAttack/WordSubstitution/TargetedTypos object; got {type(attack).__name__}")
+    if attack not in kinds: raise ValueError(f"unknown attack {attack!r} for training; use 'char', 'word', 'typos' or a CharAttack/WordSubstitution/TargetedTypos object")
     return kinds[attack](max_words=1., budget=int(budget), tries=2*int(budget))
 
-# %% ../nbs/07_robustness.ipynb #b6e3f94c
+# %% ../nbs/07_robustness.ipynb #a59cd9b1
 class A2T(Callback):
     "Discrete adversarial training: from `start_epoch` on, a share of each training batch is replaced by attacks on it"
     order, run_valid = MixedPrecision.order - 11, False   # before MixedPrecision (10) and EmbedMix/TMix (0)
-    def __init__(self, attack:str|WordAttack='char', # "char" (`CharAttack`), "word" (`WordSubstitution`) or an attack object
+    def __init__(self, attack:str|WordAttack='char', # "char" (`CharAttack`), "word" (`WordSubstitution`), "typos" (`TargetedTypos`) or an attack object
                  share:float=0.25, # share of each training batch attacked, in [0, 1]
                  budget:int=1, # at most this many words changed per text (`2·budget` tried); ignored for an attack object
                  max_queries:int=128, # at most this many texts sent to the model per step
