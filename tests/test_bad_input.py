@@ -46,6 +46,7 @@ def _callbacks():
     from fmcombo.adversarial import FGM, PGD, FreeLB, SMART, AWP
     from fmcombo.augment import EmbedMix, TMix, NEFTune, RDrop, EDA, AEDA, CharNoise
     from fmcombo.ensemble import SWA, SnapshotEnsemble, Distill, train_ensemble, Ensemble
+    from fmcombo.robustness import A2T, TypoCorrector, Corrected
     return locals()
 CB = _callbacks()
 
@@ -138,6 +139,14 @@ CASES = [
     ('Distill-teacher-None', None, lambda e, t: CB['Distill'](None), TypeError, ['got NoneType', 'FMLearner']),
     ('train_ensemble-n-0', None, lambda e, t: CB['train_ensemble'](e['dls'], n=0), ValueError, ['got 0', 'integer >= 1']),
     ('Ensemble-no-members', None, lambda e, t: CB['Ensemble']([]), ValueError, ['members', '[]']),
+    # robust training and the typo front end
+    ('A2T-typos-budget-0', None, lambda e, t: CB['A2T']('typos', budget=0), ValueError, ['got 0', 'integer >= 1']),
+    ('A2T-unknown-attack', None, lambda e, t: CB['A2T']('typo'), ValueError, ["'typo'", "'typos'"]),
+    ('TypoCorrector-text-not-list', None, lambda e, t: CB['TypoCorrector']('one text'), TypeError, ['got str', 'iterable of strings']),
+    ('TypoCorrector-None-text', None, lambda e, t: CB['TypoCorrector'](['a b', None]), TypeError, ['None', 'hold strings']),
+    ('TypoCorrector-min_count-0', None, lambda e, t: CB['TypoCorrector'](['a b'], min_count=0), ValueError, ['got 0', 'integer >= 1']),
+    ('TypoCorrector-no-known-word', None, lambda e, t: CB['TypoCorrector'](['once']), ValueError, ['no known word', '2+ times']),
+    ('Corrected-not-a-model', None, lambda e, t: CB['Corrected']('model', CB['TypoCorrector'](['a a'])), TypeError, ['got str', '`predict_texts`']),
 ]
 
 def _nan_learner(e):
