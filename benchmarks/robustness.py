@@ -10,7 +10,12 @@ Recipes (every callback and transform with its library defaults): plain fine-tun
 CharNoise augmentation, FGM + CharNoise, and discrete adversarial training (`A2T`: a quarter of each
 training batch replaced by the library's own character attack on the current model, from the second
 epoch) at two budgets (1 and 2 words changed per text), its combination with FGM, and its word-attack
-variant (for the transfer question: does training on synonyms help against typos, and the reverse?). Paired: seed s draws the training sample, shuffles the
+variant (for the transfer question: does training on synonyms help against typos, and the reverse?);
+`A2T typos b2` trains on random typos in the two words the model ranks most important (`TargetedTypos`:
+no search, so half of each batch); `plain + TypoCorrector` and `FGM + TypoCorrector` put a word-recognition
+front end before the model of that recipe (same seed, same weights), which the attacks query through.
+`--corpus bbc_news --n 8` scores BBC's whole 426-article test split; with `--attack-words 64` the attacks and their
+clean column use each article's first 64 words (its lead), since ranking a 384-word article's words costs 384 queries. Paired: seed s draws the training sample, shuffles the
 batches, seeds the augmentation and initialises the head, for every recipe. Each model is trained
 with `fit_one_cycle(DEFAULT_EPOCHS, DEFAULT_LR)` (no per-epoch validation), then
 - its clean accuracy is measured on the fixed stratified 2,000-tweet subset of the test split that
@@ -27,6 +32,7 @@ from pathlib import Path
 import numpy as np, torch
 
 from fmcombo.data import load_corpus, sample_per_class, fm_dls
+from fmcombo.edits import word_prefix
 from fmcombo.learner import fm_learner, DEFAULT_EPOCHS, DEFAULT_LR
 from fmcombo.adversarial import FGM, FreeLB
 from fmcombo.augment import CharNoise
@@ -78,8 +84,14 @@ def a2t_cost(learn) -> dict:
     return dict(a2t_seconds=round(cb.seconds, 1), a2t_steps=len(steps), a2t_queries_per_step=round(float(np.mean([h['queries'] for h in steps])), 1),
                 a2t_texts_replaced=sum(len(h['texts']) for h in steps))
 
+_TRAINED = {}   # (base recipe, seed) -> the last trained learner and its times: a front-end row reuses its base's model
+
 def one_run(ds, test, recipe, seed, a):
-    learn, train_s, train_cpu = train(sample_per_class(ds['train'], a.n, seed=seed), recipe, seed)
+    key = (FRONT.get(recipe, recipe), seed)
+    if key not in _TRAINED:
+        _TRAINED.clear()   # one model at a time in memory
+        _TRAINED[key] = train(sample_per_class(ds['train'], a.n, seed=seed), key[0], seed)
+    learn, train_s, train_cpu = _TRAINED[key]
     front = {}
     if recipe in FRONT:
         t0 = time.perf_counter()
@@ -89,12 +101,13 @@ def one_run(ds, test, recipe, seed, a):
     _, probs = learn.predict_texts(test['text'], bs=64)
     clean = float((probs.argmax(1) == np.array(test['label'])).mean())
     t0 = time.perf_counter()
-    rep = robustness_report(learn, ds['test'], attacks=[EmbeddingAttack(eps=eps, steps=5), CharAttack(max_words=0.1),
+    atk = ds['test'] if not a.attack_words else ds['test'].map(lambda r: {'text': word_prefix(r['text'], a.attack_words)})
+    rep = robustness_report(learn, atk, attacks=[EmbeddingAttack(eps=eps, steps=5), CharAttack(max_words=0.1),
                                                         WordSubstitution(max_words=0.2, min_similarity=0.5)],
                             n=a.attacked, seed=0, progress=False)
     emb = rep.runs['embedding'].table['accuracy']
     return dict(recipe=recipe, seed=seed, corpus=a.corpus, n_per_class=a.n, epochs=DEFAULT_EPOCHS, lr=DEFAULT_LR,
-                accuracy=clean, test_size=len(test), train_seconds=round(train_s, 1), train_cpu_seconds=round(train_cpu, 1),
+                accuracy=clean, test_size=len(test), attack_words=a.attack_words, train_seconds=round(train_s, 1), train_cpu_seconds=round(train_cpu, 1),
                 attack_seconds=round(time.perf_counter() - t0, 1), attacked=a.attacked, clean_attacked=float(rep['clean accuracy'].iloc[0]),
                 eps=eps, embedding={f'{e:g}': float(emb[e]) for e in eps},
                 char={k: float(v) for k, v in rep.loc['char'].items()}, word={k: float(v) for k, v in rep.loc['word'].items()},
@@ -143,6 +156,8 @@ def main():
     ap.add_argument('--recipes', nargs='+', default=ROBUST, choices=list(RECIPES) + list(FRONT), help=f'default: {ROBUST}; the first table also had {MAIN}')
     ap.add_argument('--test-size', type=int, default=2000, help='stratified test subset for clean accuracy')
     ap.add_argument('--attacked', type=int, default=500, help='test texts attacked')
+    ap.add_argument('--attack-words', type=int, default=0, help="attack the first this many words of each test text (0: whole texts); "
+                    "BBC's articles (384 words on average) cost a query per word to rank")
     ap.add_argument('--eps', type=float, nargs='+', default=EPS, help='radii of the embedding attack')
     ap.add_argument('--threads', type=int, default=None, help='torch threads (one process per seed: 1)')
     ap.add_argument('--collect', action='store_true', help='train nothing: write the table from the runs already in the cache')
@@ -157,7 +172,7 @@ def main():
         if not cache.exists(): return {}
         rs = [json.loads(l) for l in cache.read_text().splitlines() if l.strip()]
         return {(r['recipe'], r['seed']): r for r in rs if (r['corpus'], r['n_per_class'], r['lr'], r['epochs'], r['attacked'], r['test_size'],
-                r.get('eps', EPS)) == (a.corpus, a.n, DEFAULT_LR, DEFAULT_EPOCHS, a.attacked, len(test), a.eps)}
+                r.get('eps', EPS), r.get('attack_words', 0)) == (a.corpus, a.n, DEFAULT_LR, DEFAULT_EPOCHS, a.attacked, len(test), a.eps, a.attack_words)}
     for seed in a.seeds:                       # seeds outer, recipes inner: a partial run stays paired
         for recipe in a.recipes:
             if a.collect or (recipe, seed) in cached(): continue
@@ -167,7 +182,7 @@ def main():
                   f"word {r['word']['accuracy under attack']:.1%}, embedding {r['embedding']} ({r['train_seconds']:.0f}+{r['attack_seconds']:.0f}s)", flush=True)
     runs = sorted(cached().values(), key=lambda r: (r['seed'], (list(RECIPES) + list(FRONT)).index(r['recipe'])))
     res = dict(corpus=a.corpus, n_per_class=a.n, seeds=sorted({r['seed'] for r in runs}), epochs=DEFAULT_EPOCHS, lr=DEFAULT_LR,
-               test_size=len(test), n_attacked=a.attacked, attacks=dict(embedding=f'PGD, 5 steps, eps {a.eps}', char='CharAttack(max_words=0.1)',
+               test_size=len(test), n_attacked=a.attacked, attack_words=a.attack_words, attacks=dict(embedding=f'PGD, 5 steps, eps {a.eps}', char='CharAttack(max_words=0.1)',
                word='WordSubstitution(max_words=0.2, min_similarity=0.5)'), table=table(runs, list(RECIPES) + list(FRONT), a.eps), runs=runs,
                command='python benchmarks/robustness.py ' + ' '.join(sys.argv[1:]))
     Path(a.out).write_text(json.dumps(res, indent=2))
