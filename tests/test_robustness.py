@@ -274,3 +274,46 @@ def test_a2t_with_fgm_trains(tiny, tweets):
 def test_a2t_bad_arguments(kw, msg):
     with pytest.raises(ValueError, match=re.escape(msg)): A2T(**kw)
     with pytest.raises(TypeError, match='attack must be'): training_attack(3)
+
+# --- typos where the model looks (TargetedTypos) and the word-recognition front end (TypoCorrector) ---
+
+from fmcombo.robustness import TargetedTypos, TypoCorrector, Corrected, tokenizer_words
+
+def test_targeted_typos_edit_the_top_ranked_words_without_search():
+    texts = ['the food was excellent and cheap', 'an excellent quiet place to read', 'nice staff but slow service']
+    v = Victim(KeywordModel())
+    run = TargetedTypos(max_words=1., budget=1).run(v, texts, np.array([1, 1, 1]), seed=0)
+    for r in run.records[:2]:
+        (old, typo), = _changed(r.text, r.perturbed)
+        assert old == 'excellent' and _edit_distance_one(old, typo)
+    assert run.records[2].status == 'skipped' and run.records[2].changes == []   # misclassified: left alone, as the attacks leave it
+    assert v.queries == 3 + sum(len(t.split()) for t in texts[:2])   # the clean query and the ranking, no candidates
+
+def test_a2t_typos_trains_within_budget_and_query_bound(tiny, tweets):
+    cb = A2T('typos', share=0.5, budget=2, start_epoch=0, max_queries=200, seed=0)
+    l = _fit(_a2t_learner(tiny, tweets, cb, FGM()))
+    assert np.isfinite(l.recorder.losses[-1].item())
+    fed = [pair for h in cb.history for pair in h['texts'].values()]
+    assert fed and all(1 <= len(_changed(o, n)) <= 2 for o, n in fed)
+    assert all(h['queries'] <= 200 for h in cb.history)
+
+def test_typo_corrector_restores_each_kind_of_typo():
+    corr = TypoCorrector(['the food was excellent and the place quiet'] * 2)
+    rng = random.Random(0)
+    from fmcombo.edits import char_edit
+    for kind in ('substitute', 'swap', 'delete', 'insert'):
+        typo = char_edit('excellent', rng, (kind,))
+        assert typo != 'excellent' and corr(f'the food was {typo}') == 'the food was excellent', (kind, typo)
+    assert corr('The QIUET place , 12 tims') == 'The QUIET place , 12 tims'   # casing kept; nothing known near "tims"
+
+def test_corrected_defends_the_keyword_model_and_keeps_the_embedding_attack(learn, tiny, test):
+    texts = TOY.iloc[:3]
+    corr = TypoCorrector(['excellent food'] * 2)
+    assert [r.status for r in char_attack(Corrected(KeywordModel(), corr), texts, progress=False).records] == ['failed', 'failed', 'skipped']
+    guarded = Corrected(learn, TypoCorrector(list(test['text']), tokenizer_words(tiny)))
+    assert guarded.vocab == list(learn.dls.vocab)
+    rep = robustness_report(guarded, test, attacks=['embedding', 'char'], n=8, seed=0, progress=False)
+    bare = robustness_report(learn, test, attacks=['embedding'], n=8, seed=0, progress=False)
+    # the front end does not act in embedding space: the embedding attack sees the bare model
+    assert rep.runs['embedding'].table.equals(bare.runs['embedding'].table)
+    assert len(rep.runs['char'].records) == 8
