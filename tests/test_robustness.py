@@ -258,7 +258,9 @@ def test_a2t_same_seed_same_texts(tiny, tweets):
 def test_a2t_without_queries_left_trains_as_plain(tiny, tweets):
     "A step bound too small for any text attacks nothing, and draws nothing from torch: the weights are plain training's"
     cb = A2T(share=1., start_epoch=0, max_queries=1, seed=0)
-    a, b = _fit(_a2t_learner(tiny, tweets, cb)), _fit(_a2t_learner(tiny, tweets))
+    with pytest.warns(UserWarning, match=r'A2T attacked no text in this fit: a text of \d+ words costs up to \d+ queries.*max_queries=1'):
+        a = _fit(_a2t_learner(tiny, tweets, cb))
+    b = _fit(_a2t_learner(tiny, tweets))
     assert all(h['texts'] == {} and h['queries'] == 0 for h in cb.history)
     for p, q in zip(a.model.parameters(), b.model.parameters()): assert torch.equal(p, q)
 
