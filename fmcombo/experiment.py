@@ -309,6 +309,8 @@ def combined_recipe() -> Recipe:
     Left out: transfer by task-adaptive pretraining (−2.4 ± 1.6 points) and by self-training
     (+2.1 ± 4.6, no measured gain, ≈ 11× a plain run) (benchmarks/results/unlabelled-tweet_sentiment-32.json);
     the unlabelled texts are used by the transfer set instead.
+    Left out: discrete adversarial training (A2T, the `robust` recipe): −0.3 ± 2.1 points under the character
+    attack at 5 paired seeds, at 2.06× plain's training time (benchmarks/results/robustness-a2t.json).
     Cost bounded: 3 members (not the measured 5) and a transfer set of 500 texts (not 1,000)."""
     return Recipe('combined', 'a 3-seed ensemble distilled into one student trained with FGM on 500 unlabelled texts',
                   ensemble=dict(k=3, method='mean_probs'), distill=dict(texts=500, epochs=3, T=2., weight=0.5, cbs=['FGM']))
