@@ -1,4 +1,4 @@
-"""Offline attacks that measure how a model holds up: PGD in word-embedding space, DeepWordBug-style typos on the most important words, TextFooler-style synonym substitution, and a report that runs them all on a learner, a saved model or an ensemble.
+"""Offline attacks that measure how a model holds up: PGD in word-embedding space, DeepWordBug-style typos on the most important words, TextFooler-style synonym substitution, a report that runs them all on a learner, a saved model or an ensemble; training on the attacks (A2T), and a typo-correcting front end.
 
 Docs: https://fmcombo.github.io/fmcombo/robustness.html.md"""
 
