@@ -70,7 +70,7 @@ def test_subset(ds, size:int):
     return ds['test'].train_test_split(test_size=size, stratify_by_column='label', seed=0)['test']
 
 def train(sample, recipe:str, seed:int):
-    tfms, cbs = RECIPES[FRONT.get(recipe, recipe)]()
+    tfms, cbs = RECIPES[recipe]()
     learn = fm_learner(fm_dls(sample, bs=16, seed=seed, text_tfms=tfms or None), cbs=cbs)
     t0, c0 = time.perf_counter(), time.process_time()
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(DEFAULT_EPOCHS, DEFAULT_LR)

@@ -609,7 +609,7 @@ def robustness_report(learn, # an `FMLearner`, a `save_fm` folder, an `Ensemble`
     rep.runs = runs
     return rep
 
-# %% ../nbs/07_robustness.ipynb #1e99e124
+# %% ../nbs/07_robustness.ipynb #539f3db2
 class TargetedTypos(CharAttack):
     "Typos where the model looks: a random keyboard typo in each of the most important words, without the attack's search (for training)"
     name = 'typos'
@@ -627,7 +627,7 @@ class TargetedTypos(CharAttack):
                 j, cands = t.next_word(self)
                 if j is None: break
                 t.rec.changes.append((j, t.pieces[j], cands[0])); t.pieces[j] = cands[0]
-        for r, t in zip([t.rec for t in targets], targets): r.perturbed = join_words(t.pieces)
+            t.rec.perturbed = join_words(t.pieces)
         return AttackRun(self.name, recs, victim.vocab)
 
     def __repr__(self): return f"TargetedTypos(max_words={self.max_words}, budget={self.budget}, kinds={self.kinds})"
