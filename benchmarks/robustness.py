@@ -15,7 +15,9 @@ variant (for the transfer question: does training on synonyms help against typos
 no search, so half of each batch); `plain + TypoCorrector` and `FGM + TypoCorrector` put a word-recognition
 front end before the model of that recipe (same seed, same weights), which the attacks query through.
 `--corpus bbc_news --n 8` scores BBC's whole 426-article test split; with `--attack-words 64` the attacks and their
-clean column use each article's first 64 words (its lead), since ranking a 384-word article's words costs 384 queries. Paired: seed s draws the training sample, shuffles the
+clean column use each article's first 64 words (its lead), since ranking a 384-word article's words costs 384 queries; with
+`--a2t-words 64 --a2t-max-queries 330` the A2T rows train on attacks of each article's lead in the same way (A2T's `words`), four texts a
+step (a 64-word lead costs at most 73 queries at budget 1 and 81 at budget 2; A2T's default bound of 128 fits one). Paired: seed s draws the training sample, shuffles the
 batches, seeds the augmentation and initialises the head, for every recipe. Each model is trained
 with `fit_one_cycle(DEFAULT_EPOCHS, DEFAULT_LR)` (no per-epoch validation), then
 - its clean accuracy is measured on the fixed stratified 2,000-tweet subset of the test split that
@@ -39,23 +41,23 @@ from fmcombo.augment import CharNoise
 from fmcombo.robustness import robustness_report, EmbeddingAttack, CharAttack, WordSubstitution, A2T, TypoCorrector, Corrected, tokenizer_words
 
 RESULTS = Path(__file__).parent/'results'
-RECIPES = {  # name: (text_tfms, callbacks), built fresh for each run
-    'plain': lambda: ([], []),
-    'FGM': lambda: ([], [FGM()]),
-    'FreeLB': lambda: ([], [FreeLB()]),
-    'CharNoise': lambda: ([CharNoise()], []),
-    'FGM + CharNoise': lambda: ([CharNoise()], [FGM()]),
+RECIPES = {  # name: kw -> (text_tfms, callbacks), built fresh for each run; kw: the A2T options of the command line (--a2t-words, --a2t-max-queries)
+    'plain': lambda kw: ([], []),
+    'FGM': lambda kw: ([], [FGM()]),
+    'FreeLB': lambda kw: ([], [FreeLB()]),
+    'CharNoise': lambda kw: ([CharNoise()], []),
+    'FGM + CharNoise': lambda kw: ([CharNoise()], [FGM()]),
     # not run by default (name them with --recipes): is CharNoise's default p too low to defend against typos?
-    'CharNoise p=0.3': lambda: ([CharNoise(p=0.3)], []),
-    'FGM + CharNoise p=0.3': lambda: ([CharNoise(p=0.3)], [FGM()]),
+    'CharNoise p=0.3': lambda kw: ([CharNoise(p=0.3)], []),
+    'FGM + CharNoise p=0.3': lambda kw: ([CharNoise(p=0.3)], [FGM()]),
     # discrete adversarial training on the library's own attacks
-    'A2T char b1': lambda: ([], [A2T('char', budget=1)]),
-    'A2T char b2': lambda: ([], [A2T('char', budget=2)]),
-    'A2T char b1 + FGM': lambda: ([], [A2T('char', budget=1), FGM()]),
-    'A2T word b1': lambda: ([], [A2T('word', budget=1)]),
+    'A2T char b1': lambda kw: ([], [A2T('char', budget=1, **kw)]),
+    'A2T char b2': lambda kw: ([], [A2T('char', budget=2, **kw)]),
+    'A2T char b1 + FGM': lambda kw: ([], [A2T('char', budget=1, **kw), FGM()]),
+    'A2T word b1': lambda kw: ([], [A2T('word', budget=1, **kw)]),
     # typos where the model looks, without the attack's search: half of each batch, two words a text (cheaper per text, so more texts)
-    'A2T typos b2': lambda: ([], [A2T('typos', budget=2, share=0.5, max_queries=256)]),
-    'A2T typos b2 + FGM': lambda: ([], [A2T('typos', budget=2, share=0.5, max_queries=256), FGM()]),
+    'A2T typos b2': lambda kw: ([], [A2T('typos', budget=2, share=0.5, **{'max_queries': 256, **kw})]),
+    'A2T typos b2 + FGM': lambda kw: ([], [A2T('typos', budget=2, share=0.5, **{'max_queries': 256, **kw}), FGM()]),
 }
 # a front end, not training: the model of the base recipe (the same seed trains the same weights) behind a `TypoCorrector`
 # that knows the words of the corpus's training texts (their labels unused) and the backbone's whole words
@@ -69,8 +71,12 @@ def test_subset(ds, size:int):
     if size >= len(ds['test']): return ds['test']
     return ds['test'].train_test_split(test_size=size, stratify_by_column='label', seed=0)['test']
 
-def train(sample, recipe:str, seed:int):
-    tfms, cbs = RECIPES[recipe]()
+def a2t_kw(a) -> dict:
+    "The A2T options of the command line, as A2T's arguments (empty: its defaults)"
+    return {k: v for k, v in dict(words=a.a2t_words or None, max_queries=a.a2t_max_queries).items() if v}
+
+def train(sample, recipe:str, seed:int, kw:dict):
+    tfms, cbs = RECIPES[recipe](kw)
     learn = fm_learner(fm_dls(sample, bs=16, seed=seed, text_tfms=tfms or None), cbs=cbs)
     t0, c0 = time.perf_counter(), time.process_time()
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(DEFAULT_EPOCHS, DEFAULT_LR)
@@ -90,7 +96,7 @@ def one_run(ds, test, recipe, seed, a):
     key = (FRONT.get(recipe, recipe), seed)
     if key not in _TRAINED:
         _TRAINED.clear()   # one model at a time in memory
-        _TRAINED[key] = train(sample_per_class(ds['train'], a.n, seed=seed), key[0], seed)
+        _TRAINED[key] = train(sample_per_class(ds['train'], a.n, seed=seed), key[0], seed, a2t_kw(a))
     learn, train_s, train_cpu = _TRAINED[key]
     front = {}
     if recipe in FRONT:
@@ -111,7 +117,11 @@ def one_run(ds, test, recipe, seed, a):
                 attack_seconds=round(time.perf_counter() - t0, 1), attacked=a.attacked, clean_attacked=float(rep['clean accuracy'].iloc[0]),
                 eps=eps, embedding={f'{e:g}': float(emb[e]) for e in eps},
                 char={k: float(v) for k, v in rep.loc['char'].items()}, word={k: float(v) for k, v in rep.loc['word'].items()},
-                **a2t_cost(getattr(learn, 'wrapped', learn)), **front)
+                **a2t_cost(getattr(learn, 'wrapped', learn)), **front, **_a2t_options(recipe, a))
+
+def _a2t_options(recipe, a) -> dict:
+    "An A2T row's options from the command line, in its record (a row at the defaults records none, as before they existed)"
+    return {f'a2t_{k}': v for k, v in a2t_kw(a).items()} if recipe.startswith('A2T') else {}
 
 def _ms(xs): return f"{np.mean(xs):.1%} ± {np.std(xs, ddof=1):.1%}" if len(xs) > 1 else f"{xs[0]:.1%}"
 
@@ -158,6 +168,8 @@ def main():
     ap.add_argument('--attacked', type=int, default=500, help='test texts attacked')
     ap.add_argument('--attack-words', type=int, default=0, help="attack the first this many words of each test text (0: whole texts); "
                     "BBC's articles (384 words on average) cost a query per word to rank")
+    ap.add_argument('--a2t-words', type=int, default=0, help="A2T rows attack each training text's first this many words (A2T's `words`; 0: whole texts)")
+    ap.add_argument('--a2t-max-queries', type=int, default=0, help="A2T rows' bound on the texts sent to the model per step (0: each row's default)")
     ap.add_argument('--eps', type=float, nargs='+', default=EPS, help='radii of the embedding attack')
     ap.add_argument('--threads', type=int, default=None, help='torch threads (one process per seed: 1)')
     ap.add_argument('--collect', action='store_true', help='train nothing: write the table from the runs already in the cache')
@@ -172,7 +184,8 @@ def main():
         if not cache.exists(): return {}
         rs = [json.loads(l) for l in cache.read_text().splitlines() if l.strip()]
         return {(r['recipe'], r['seed']): r for r in rs if (r['corpus'], r['n_per_class'], r['lr'], r['epochs'], r['attacked'], r['test_size'],
-                r.get('eps', EPS), r.get('attack_words', 0)) == (a.corpus, a.n, DEFAULT_LR, DEFAULT_EPOCHS, a.attacked, len(test), a.eps, a.attack_words)}
+                r.get('eps', EPS), r.get('attack_words', 0)) == (a.corpus, a.n, DEFAULT_LR, DEFAULT_EPOCHS, a.attacked, len(test), a.eps, a.attack_words)
+                and {k: r[k] for k in ('a2t_words', 'a2t_max_queries') if k in r} == _a2t_options(r['recipe'], a)}
     for seed in a.seeds:                       # seeds outer, recipes inner: a partial run stays paired
         for recipe in a.recipes:
             if a.collect or (recipe, seed) in cached(): continue
@@ -183,7 +196,7 @@ def main():
     runs = sorted(cached().values(), key=lambda r: (r['seed'], (list(RECIPES) + list(FRONT)).index(r['recipe'])))
     res = dict(corpus=a.corpus, n_per_class=a.n, seeds=sorted({r['seed'] for r in runs}), epochs=DEFAULT_EPOCHS, lr=DEFAULT_LR,
                test_size=len(test), n_attacked=a.attacked, attack_words=a.attack_words, attacks=dict(embedding=f'PGD, 5 steps, eps {a.eps}', char='CharAttack(max_words=0.1)',
-               word='WordSubstitution(max_words=0.2, min_similarity=0.5)'), table=table(runs, list(RECIPES) + list(FRONT), a.eps), runs=runs,
+               word='WordSubstitution(max_words=0.2, min_similarity=0.5)'), a2t_options=a2t_kw(a), table=table(runs, list(RECIPES) + list(FRONT), a.eps), runs=runs,
                command='python benchmarks/robustness.py ' + ' '.join(sys.argv[1:]))
     Path(a.out).write_text(json.dumps(res, indent=2))
     for row in res['table']: print(row)

@@ -142,6 +142,7 @@ CASES = [
     # robust training and the typo front end
     ('A2T-typos-budget-0', None, lambda e, t: CB['A2T']('typos', budget=0), ValueError, ['got 0', 'integer >= 1']),
     ('A2T-unknown-attack', None, lambda e, t: CB['A2T']('typo'), ValueError, ["'typo'", "'typos'"]),
+    ('A2T-words-0', None, lambda e, t: CB['A2T'](words=0), ValueError, ['got 0', 'leading words', 'None for whole texts']),
     ('TypoCorrector-text-not-list', None, lambda e, t: CB['TypoCorrector']('one text'), TypeError, ['got str', 'iterable of strings']),
     ('TypoCorrector-None-text', None, lambda e, t: CB['TypoCorrector'](['a b', None]), TypeError, ['None', 'hold strings']),
     ('TypoCorrector-min_count-0', None, lambda e, t: CB['TypoCorrector'](['a b'], min_count=0), ValueError, ['got 0', 'integer >= 1']),

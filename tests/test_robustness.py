@@ -4,7 +4,7 @@ import numpy as np, pandas as pd, pytest, torch
 from fmcombo.data import fm_dls, sample_per_class
 from fmcombo.learner import fm_learner
 from fmcombo.ensemble import Ensemble
-from fmcombo.edits import split_words, word_positions, KEYBOARD_NEIGHBOURS
+from fmcombo.edits import split_words, word_positions, word_prefix, KEYBOARD_NEIGHBOURS
 from fmcombo.robustness import (Victim, CharAttack, WordSubstitution, EmbeddingAttack, embedding_attack, char_attack,
                                 word_attack, robustness_report, word_budget, RobustnessReport)
 
@@ -237,6 +237,21 @@ def test_a2t_attacks_the_keyword_of_a_keyword_model():
     syn = WordSubstitution(synonyms=lambda w: {'excellent': ['superb']}.get(w, []), budget=1, tries=2)
     assert A2T(syn, share=1., seed=0).adversarial_texts(Victim(KeywordModel()), texts[:1], np.array([1])) == {0: 'the food was superb and cheap'}
 
+def test_a2t_attacks_only_the_lead_of_each_text_with_words(tiny, tweets):
+    "words=k: the edits fall in each text's first k words, the rest is fed verbatim, and the query bound counts the lead's words alone"
+    cb = A2T(share=0.5, budget=1, start_epoch=0, max_queries=4 * (1 + 4 + 2*4), seed=0, words=4)   # four 4-word leads' worth of queries
+    _fit(_a2t_learner(tiny, tweets, cb))
+    fed = [pair for h in cb.history for pair in h['texts'].values()]
+    assert fed and all(h['queries'] <= cb.max_queries for h in cb.history)
+    for old, new in fed:
+        o, n = split_words(old), split_words(new)
+        (i,) = [i for i, (a, b) in enumerate(zip(o, n)) if a != b]   # one word changed (budget 1) ...
+        assert i in word_positions(o)[:4]                             # ... among the first four
+        assert new.endswith(old[len(word_prefix(old, 4)):])           # the rest, verbatim
+    assert any(len(old.split()) > 4 for old, _ in fed), 'some fed text is longer than its lead'
+    whole = A2T(share=0.5, budget=1, start_epoch=0, max_queries=1 + 4 + 2*4, seed=0)   # one lead's bound without words: no tweet fits
+    with pytest.warns(UserWarning, match='attack each text.s lead'): _fit(_a2t_learner(tiny, tweets, whole))
+
 def test_a2t_is_idle_before_start_epoch_in_validation_lr_find_and_get_preds(tiny, tweets):
     cb = A2T(start_epoch=1, share=1., seed=0)
     l = _fit(_a2t_learner(tiny, tweets, cb), epochs=2)
@@ -272,7 +287,7 @@ def test_a2t_with_fgm_trains(tiny, tweets):
 @pytest.mark.parametrize('kw, msg', [(dict(share=1.5), 'share is the share'), (dict(share=-0.1), 'in [0, 1]'),
                                      (dict(budget=0), 'budget is the most words'), (dict(budget=1.5), 'integer >= 1'),
                                      (dict(attack='typo'), "unknown attack 'typo'"), (dict(max_queries=0), 'max_queries'),
-                                     (dict(start_epoch=-1), 'start_epoch')])
+                                     (dict(start_epoch=-1), 'start_epoch'), (dict(words=0), 'leading words'), (dict(words=2.5), 'got 2.5')])
 def test_a2t_bad_arguments(kw, msg):
     with pytest.raises(ValueError, match=re.escape(msg)): A2T(**kw)
     with pytest.raises(TypeError, match='attack must be'): training_attack(3)
