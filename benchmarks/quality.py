@@ -168,7 +168,8 @@ def _ci(p): return '' if p is None else f"{100*p['diff']:+.1f} [{100*p['lo']:+.1
 
 def markdown(tab, info):
     lines = [f"# Few-shot quality: fmcombo against SetFit and the transformers Trainer", '',
-             f"`{info['command']}`; backbone `{info['backbone']}`; test subset {info['test_size']} texts; character attack on {info['attack_n']} of them; {info['wall_seconds']:.0f} s of wall time so far.", '',
+             'Measured by ' + ', '.join(f'`{c}`' for c in info['commands']) + '.', '',
+             f"Backbone `{info['backbone']}`; test subset {info['test_size']} texts; character attack on {info['attack_n']} of them; {info['wall_seconds']:.0f} s of wall time so far.", '',
              'Accuracy, macro-F1, ECE and accuracy under the character attack are mean ± std over seeds (%); the paired differences are accuracy points with a 95 % bootstrap interval over seeds and test texts.', '',
              '| setting | row | seeds | accuracy | macro-F1 | Δ vs plain | Δ vs SetFit | ECE | char attack | train s | per seed |',
              '|---|---|---|---|---|---|---|---|---|---|---|']
@@ -202,8 +203,10 @@ def main(argv=None):
     runs = [json.loads(l) for l in runs_file.read_text().splitlines() if l.strip()] if runs_file.exists() else []
     key = lambda r: (r['corpus'], r['n_per_class'], r['row'], r['seed'], r.get('backbone'))
     done = {key(r) for r in runs}
-    command = 'python benchmarks/quality.py ' + ' '.join(sys.argv[1:] if argv is None else argv)
-    info = dict(command=command.strip(), backbone=backbone if a.backbone else 'default (all-MiniLM-L6-v2)', test_size=a.test_size,
+    command = ('python benchmarks/quality.py ' + ' '.join(sys.argv[1:] if argv is None else argv)).strip()
+    prev = json.loads((out/'quality.json').read_text()) if (out/'quality.json').exists() else {}
+    commands = list(dict.fromkeys(prev.get('commands', [prev['command']] if 'command' in prev else []) + [command]))   # every command whose runs are here
+    info = dict(commands=commands, backbone=backbone if a.backbone else 'default (all-MiniLM-L6-v2)', test_size=a.test_size,
                 attack_n=a.attack_n, seeds=a.seeds, epochs=DEFAULT_EPOCHS, lr=DEFAULT_LR, torch_threads=torch.get_num_threads())
     jobs = [(c, SETTINGS[c], s, row) for c in a.corpora for s in a.seeds for row in rows]   # seeds outer: a partial run stays paired
     t_start = time.perf_counter()

@@ -39,4 +39,8 @@ def test_quality_resumes(tmp_path, monkeypatch):
     assert len(calls) == 4
     tab = json.loads((tmp_path/'quality.json').read_text())['table']
     assert [r['row'] for r in tab] == ['plain', 'supcon'] and tab[1]['vs_plain']['diff'] == 0
+    quality.main(args + ['--seeds', '2'])   # a second command adds its runs, and is listed beside the first
+    q = json.loads((tmp_path/'quality.json').read_text())
+    assert len(calls) == 6 and q['commands'] == ['python benchmarks/quality.py ' + ' '.join(a) for a in (args, args + ['--seeds', '2'])]
+    assert all(f'`{c}`' in (tmp_path/'quality.md').read_text() for c in q['commands'])
     with pytest.raises(SystemExit): quality.main(['--rows', 'nope', '--out', str(tmp_path)])
