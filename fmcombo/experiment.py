@@ -468,7 +468,7 @@ def check_backbone(backbone:str|None) -> str:
                                 f"({type(e).__name__}); pass a folder written by save_pretrained, or omit --backbone for the bundled default") from None
     return path
 
-# %% ../nbs/08_experiment.ipynb #95bda016
+# %% ../nbs/08_experiment.ipynb #ebc8ee1f
 def _scores(probs:np.ndarray, y:np.ndarray) -> dict:
     "Accuracy, macro-F1, ECE and per-text correctness of `probs` (n, classes) against class indices `y`"
     pred = probs.argmax(1)
@@ -488,7 +488,7 @@ def _task_scores(model:MTLearner, test:pd.DataFrame) -> dict:
     return dict(accuracy=correct.count('1')/len(correct), macro_f1=float(np.mean([s['macro_f1'] for s in tasks.values()])),
                 ece=float(np.mean([s['ece'] for s in tasks.values()])), correct=correct, tasks=tasks)
 
-def score_model(model, # an `FMLearner`, an `Ensemble` or an `MTLearner`
+def score_model(model, # an `FMLearner`, an `Ensemble`, an `MTLearner`, or a model behind a front end (`Corrected`)
                 test:pd.DataFrame, # `text` and `label` columns (labels as strings); for an `MTLearner` a column per task
                 robustness:bool=False, # also the accuracy under the character attack (one label column only)
                 attacked:int=500, # test texts attacked (drawn with seed 0)
@@ -499,7 +499,7 @@ def score_model(model, # an `FMLearner`, an `Ensemble` or an `MTLearner`
     t0 = time.perf_counter()
     if multi: res = _task_scores(model, test)
     else:
-        vocab = model.vocab if isinstance(model, Ensemble) else model.dls.vocab
+        vocab = model.dls.vocab if isinstance(model, FMLearner) else model.vocab
         res = _scores(model.predict_texts(test['text'].tolist())[1], label_indices(test['label'].tolist(), vocab, 'test'))
     infer = time.perf_counter() - t0
     res.update(infer_seconds_per_1000=round(1000*infer/len(test), 3), test_size=len(test))

@@ -722,11 +722,11 @@ class A2T(Callback):
     def __repr__(self):
         return f"A2T({self.attack!r}, share={self.share}, max_queries={self.max_queries}, start_epoch={self.start_epoch}, seed={self.seed}, words={self.words})"
 
-# %% ../nbs/07_robustness.ipynb #74c62d4e
-def tokenizer_words(backbone:str|None=None, # hub name, local folder, or None for the offline default
+# %% ../nbs/07_robustness.ipynb #616b7760
+def tokenizer_words(backbone=None, # hub name, local folder, None for the offline default, or a loaded tokenizer (a model's `dls.tokenizer`)
                    ) -> list:
     "The whole alphabetic words of a backbone tokenizer's vocabulary (no sub-word pieces, no special tokens), lower-cased"
-    tok = load_tokenizer(backbone)
+    tok = backbone if hasattr(backbone, 'get_vocab') else load_tokenizer(backbone)
     special = set(tok.all_special_tokens)
     words = (t.lstrip('Ġ▁') for t in tok.get_vocab() if t not in special and not t.startswith('##'))
     return sorted({w.lower() for w in words if len(w) > 1 and w.isalpha()})

@@ -41,6 +41,23 @@ def test_train_predict_evaluate_compare(data, tiny, tmp_path):
     assert code == 0, err
     assert 'report:' in out and (tmp_path/'cmp'/'report.html').exists() and 'quick' in out
 
+def test_correct_typos_in_predict_and_evaluate(data, tiny, tmp_path):
+    "--correct-typos: the model classifies (and is attacked through) the corrected texts; predict --out says what it saw"
+    cols = ['--text-col', 'article', '--label-col', 'topic']
+    code, out, err = run('train', '--data', data/'bbc.csv', *cols, '--recipe', data/'quick.yaml', '--n-per-class', 4, '--backbone', tiny, '--out', tmp_path/'m')
+    assert code == 0, err
+    texts = ['Shares in the compnay fell.', 'The company said shares fell.', 'The company said so.']   # each other word: twice, so known
+    (tmp_path/'new.txt').write_text('\n'.join(texts) + '\n')
+    code, out, err = run('predict', tmp_path/'m', '--file', tmp_path/'new.txt', '--out', tmp_path/'p.csv', '--correct-typos')
+    assert code == 0, err
+    p = pd.read_csv(tmp_path/'p.csv')
+    assert list(p.columns) == ['text', 'corrected', 'label', 'probability'] and p['text'].tolist() == texts
+    assert p['corrected'].tolist() == ['Shares in the company fell.'] + texts[1:]
+    code, out2, err = run('predict', tmp_path/'m', '--text', 'Shares in the company fell.')
+    assert code == 0 and out2.split('\t')[0] == p['label'][0], (out2, err)   # the corrected text's label
+    code, out, err = run('evaluate', tmp_path/'m', '--data', data/'test.csv', *cols, '--attack', 'char', '--attacked', 5, '--correct-typos')
+    assert code == 0 and '30 texts: accuracy' in out and 'accuracy under attack' in out, err
+
 def test_an_ensemble_recipe_saves_and_loads(data, tiny, tmp_path):
     Recipe('ens', ensemble={'k': 2}, epochs=1, lr=1e-3).save(tmp_path/'ens.json')
     code, out, err = run('train', '--data', data/'bbc.csv', '--text-col', 'article', '--label-col', 'topic', '--recipe', tmp_path/'ens.json',
@@ -124,6 +141,13 @@ def test_several_label_columns_train_one_multitask_model(two_tasks, tiny, tmp_pa
     code, out, err = run('predict', tmp_path/'m', '--file', d/'pets.csv', '--out', tmp_path/'p.csv')
     assert code == 0, err
     assert list(pd.read_csv(tmp_path/'p.csv').columns) == ['text', 'animal', 'animal_prob', 'mood', 'mood_prob']
+    (tmp_path/'typo.txt').write_text('cat goood\ndog good\ncat good\n')   # --correct-typos: read whole, every task on the corrected texts
+    code, out, err = run('predict', tmp_path/'m', '--file', tmp_path/'typo.txt', '--out', tmp_path/'c.csv', '--correct-typos')
+    c = pd.read_csv(tmp_path/'c.csv')
+    assert code == 0 and list(c.columns) == ['text', 'corrected', 'animal', 'animal_prob', 'mood', 'mood_prob'], (err, c.columns)
+    assert c['text'][0] == 'cat goood' and c['corrected'][0] == 'cat good'
+    code, out, err = run('evaluate', tmp_path/'m', '--data', tmp_path/'t.csv', '--label-col', 'animal', '--label-col', 'mood', '--correct-typos')
+    assert code == 0 and 'accuracy' in out, err
     code, out, err = run('evaluate', tmp_path/'m', '--data', d/'pets.csv')   # no --label-col: the columns named like the tasks
     assert code == 0 and '64 texts: accuracy' in out and 'animal: 64 labels' in out and 'mood: 48 labels' in out, (out, err)
     code, out, err = run('compare', '--data', d/'pets.csv', *cols, '--recipes', f"plain,{d/'quick.yaml'}", '--n-per-class', 4,
@@ -219,3 +243,10 @@ def test_predict_file_streams_every_task(tiny, tmp_path):
     code, out, err = run('predict', tmp_path/'m', '--file', tmp_path/'in.txt', '--out', tmp_path/'p.csv')
     assert code == 0 and 'wrote 2 predictions' in out, err
     assert list(pd.read_csv(tmp_path/'p.csv').columns) == ['text', 'animal', 'animal_prob', 'mood', 'mood_prob']
+    (tmp_path/'typo.txt').write_text('cat goood\ndog good\ncat good\n')   # --correct-typos: read whole, every task on the corrected texts
+    code, out, err = run('predict', tmp_path/'m', '--file', tmp_path/'typo.txt', '--out', tmp_path/'c.csv', '--correct-typos')
+    c = pd.read_csv(tmp_path/'c.csv')
+    assert code == 0 and list(c.columns) == ['text', 'corrected', 'animal', 'animal_prob', 'mood', 'mood_prob'], (err, c.columns)
+    assert c['text'][0] == 'cat goood' and c['corrected'][0] == 'cat good'
+    code, out, err = run('evaluate', tmp_path/'m', '--data', tmp_path/'t.csv', '--label-col', 'animal', '--label-col', 'mood', '--correct-typos')
+    assert code == 0 and 'accuracy' in out, err
