@@ -3,6 +3,7 @@
     python benchmarks/quality.py                                   # the full benchmark (hours): both corpora, seeds 0-4, every row
     python benchmarks/quality.py --corpora tweet_sentiment --rows plain supcon setfit --seeds 0 1 2
     python benchmarks/quality.py --quick                           # 2 seeds x 3 rows on the tiny backbone, in minutes (`make bench QUICK=1`)
+    python benchmarks/quality.py --collect --attack-n 0            # the tables from the runs file alone (after several processes shared it)
 
 Settings: BBC News with 8 texts per class and tweets with 32 per class. Seed s draws the training
 sample (`sample_per_class(train, n, seed=s)`), shuffles the batches and initialises the head, for
@@ -169,7 +170,7 @@ def _ci(p): return '' if p is None else f"{100*p['diff']:+.1f} [{100*p['lo']:+.1
 def markdown(tab, info):
     lines = [f"# Few-shot quality: fmcombo against SetFit and the transformers Trainer", '',
              'Measured by ' + ', '.join(f'`{c}`' for c in info['commands']) + '.', '',
-             f"Backbone `{info['backbone']}`; test subset {info['test_size']} texts; character attack on {info['attack_n']} of them; {info['wall_seconds']:.0f} s of wall time so far.", '',
+             f"Backbone `{info['backbone']}`; test subset {info['test_size']} texts; character attack on {info['attack_n']} of them.", '',
              'Accuracy, macro-F1, ECE and accuracy under the character attack are mean ± std over seeds (%); the paired differences are accuracy points with a 95 % bootstrap interval over seeds and test texts.', '',
              '| setting | row | seeds | accuracy | macro-F1 | Δ vs plain | Δ vs SetFit | ECE | char attack | train s | per seed |',
              '|---|---|---|---|---|---|---|---|---|---|---|']
@@ -187,6 +188,7 @@ def main(argv=None):
     ap.add_argument('--backbone', default=None, help='backbone folder; default: the offline default backbone')
     ap.add_argument('--out', default='benchmarks/results/quality', help='folder of quality.json, quality.md and the runs file')
     ap.add_argument('--quick', action='store_true', help='2 seeds x 3 rows on the tiny backbone, small test subset: minutes')
+    ap.add_argument('--collect', action='store_true', help='train nothing: rewrite quality.json and quality.md from the runs file (after runs in several processes; give the runs\' --test-size and --attack-n)')
     a = ap.parse_args(argv)
     datasets.disable_progress_bars()
     if a.quick:
@@ -205,24 +207,28 @@ def main(argv=None):
     done = {key(r) for r in runs}
     command = ('python benchmarks/quality.py ' + ' '.join(sys.argv[1:] if argv is None else argv)).strip()
     prev = json.loads((out/'quality.json').read_text()) if (out/'quality.json').exists() else {}
-    commands = list(dict.fromkeys(prev.get('commands', [prev['command']] if 'command' in prev else []) + [command]))   # every command whose runs are here
+    commands = list(dict.fromkeys(prev.get('commands', [prev['command']] if 'command' in prev else []) + ([] if a.collect else [command])))   # every command whose runs are here
     info = dict(commands=commands, backbone=backbone if a.backbone else 'default (all-MiniLM-L6-v2)', test_size=a.test_size,
                 attack_n=a.attack_n, seeds=a.seeds, epochs=DEFAULT_EPOCHS, lr=DEFAULT_LR, torch_threads=torch.get_num_threads())
-    jobs = [(c, SETTINGS[c], s, row) for c in a.corpora for s in a.seeds for row in rows]   # seeds outer: a partial run stays paired
+    jobs = [] if a.collect else [(c, SETTINGS[c], s, row) for c in a.corpora for s in a.seeds for row in rows]   # seeds outer: a partial run stays paired
     t_start = time.perf_counter()
+    def write():
+        "quality.json and quality.md from every run of this backbone in the runs file (another process may have added some)"
+        every = [json.loads(l) for l in runs_file.read_text().splitlines() if l.strip()] if runs_file.exists() else []
+        mine = [r for r in every if r.get('backbone') == backbone]
+        info['wall_seconds'] = time.perf_counter() - t_start
+        tab = table(mine, [r for r in ALL_ROWS if any(x['row'] == r for x in mine)])
+        (out/'quality.json').write_text(json.dumps(dict(**info, table=tab, runs=[{k: v for k, v in r.items() if k != 'correct'} for r in mine]), indent=1))
+        (out/'quality.md').write_text(markdown(tab, info))
     for corpus, n, seed, row in progress_bar(jobs):
         if (corpus, n, row, seed, backbone) in done: continue
         ds = load_corpus(corpus)
         rec = one_run(row, corpus, n, seed, ds, test_subset(ds, a.test_size), backbone, a.attack_n)
         rec['backbone'] = backbone
-        runs.append(rec)
         with open(runs_file, 'a') as f: f.write(json.dumps(rec) + '\n')
         print(f"{corpus}-{n} {row:22s} seed {seed}: {rec['accuracy']:.1%} ({rec['train_seconds']:.0f}s training)", flush=True)
-        mine = [r for r in runs if r.get('backbone') == backbone]
-        info['wall_seconds'] = time.perf_counter() - t_start
-        tab = table(mine, [r for r in ALL_ROWS if any(x['row'] == r for x in mine)])
-        (out/'quality.json').write_text(json.dumps(dict(**info, table=tab, runs=[{k: v for k, v in r.items() if k != 'correct'} for r in mine]), indent=1))
-        (out/'quality.md').write_text(markdown(tab, info))
+        write()
+    if a.collect and runs_file.exists(): write()
     if (out/'quality.md').exists(): print((out/'quality.md').read_text())
     return out
 
