@@ -202,9 +202,8 @@ def main(argv=None):
     backbone = a.backbone or default_backbone_path()
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     runs_file = out/'quality-runs.jsonl'
-    runs = [json.loads(l) for l in runs_file.read_text().splitlines() if l.strip()] if runs_file.exists() else []
+    read_runs = lambda: [json.loads(l) for l in runs_file.read_text().splitlines() if l.strip()] if runs_file.exists() else []
     key = lambda r: (r['corpus'], r['n_per_class'], r['row'], r['seed'], r.get('backbone'))
-    done = {key(r) for r in runs}
     command = ('python benchmarks/quality.py ' + ' '.join(sys.argv[1:] if argv is None else argv)).strip()
     prev = json.loads((out/'quality.json').read_text()) if (out/'quality.json').exists() else {}
     commands = list(dict.fromkeys(prev.get('commands', [prev['command']] if 'command' in prev else []) + ([] if a.collect else [command])))   # every command whose runs are here
@@ -214,14 +213,15 @@ def main(argv=None):
     t_start = time.perf_counter()
     def write():
         "quality.json and quality.md from every run of this backbone in the runs file (another process may have added some)"
-        every = [json.loads(l) for l in runs_file.read_text().splitlines() if l.strip()] if runs_file.exists() else []
-        mine = [r for r in every if r.get('backbone') == backbone]
+        every = {}
+        for r in read_runs(): every.setdefault(key(r), r)   # the first run of a key, should two processes have measured it
+        mine = [r for r in every.values() if r.get('backbone') == backbone]
         info['wall_seconds'] = time.perf_counter() - t_start
         tab = table(mine, [r for r in ALL_ROWS if any(x['row'] == r for x in mine)])
         (out/'quality.json').write_text(json.dumps(dict(**info, table=tab, runs=[{k: v for k, v in r.items() if k != 'correct'} for r in mine]), indent=1))
         (out/'quality.md').write_text(markdown(tab, info))
     for corpus, n, seed, row in progress_bar(jobs):
-        if (corpus, n, row, seed, backbone) in done: continue
+        if (corpus, n, row, seed, backbone) in {key(r) for r in read_runs()}: continue   # done, by this process or another
         ds = load_corpus(corpus)
         rec = one_run(row, corpus, n, seed, ds, test_subset(ds, a.test_size), backbone, a.attack_n)
         rec['backbone'] = backbone
