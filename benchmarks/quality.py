@@ -169,7 +169,8 @@ def _ci(p): return '' if p is None else f"{100*p['diff']:+.1f} [{100*p['lo']:+.1
 
 def markdown(tab, info):
     lines = [f"# Few-shot quality: fmcombo against SetFit and the transformers Trainer", '',
-             'Measured by ' + ', '.join(f'`{c}`' for c in info['commands']) + '.', '',
+             'Measured by ' + ', '.join(f'`{c}`' for c in info['commands']) + (f"; {info['runs_without_command']} runs were measured before "
+             "the runs file recorded each run's command (by the same script, the settings below)" if info['runs_without_command'] else '') + '.', '',
              f"Backbone `{info['backbone']}`; test subset {info['test_size']} texts; character attack on {info['attack_n']} of them.", '',
              'Accuracy, macro-F1, ECE and accuracy under the character attack are mean ± std over seeds (%); the paired differences are accuracy points with a 95 % bootstrap interval over seeds and test texts.', '',
              '| setting | row | seeds | accuracy | macro-F1 | Δ vs plain | Δ vs SetFit | ECE | char attack | train s | per seed |',
@@ -202,12 +203,18 @@ def main(argv=None):
     backbone = a.backbone or default_backbone_path()
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     runs_file = out/'quality-runs.jsonl'
-    read_runs = lambda: [json.loads(l) for l in runs_file.read_text().splitlines() if l.strip()] if runs_file.exists() else []
-    key = lambda r: (r['corpus'], r['n_per_class'], r['row'], r['seed'], r.get('backbone'))
+    def read_runs():
+        "The runs file's records (a line another process is still writing is skipped)"
+        recs = []
+        for l in (runs_file.read_text().splitlines() if runs_file.exists() else []):
+            try: recs.append(json.loads(l))
+            except json.JSONDecodeError: pass
+        return recs
+    settings = dict(test_size=a.test_size, attack_n=a.attack_n)   # a run's settings beyond its key; runs of other settings are not mixed in
+    run_settings = lambda r: r.get('settings', dict(test_size=2000, attack_n=0))   # runs recorded before settings were: the defaults they ran with
+    key = lambda r: (r['corpus'], r['n_per_class'], r['row'], r['seed'], r.get('backbone'), tuple(sorted(run_settings(r).items())))
     command = ('python benchmarks/quality.py ' + ' '.join(sys.argv[1:] if argv is None else argv)).strip()
-    prev = json.loads((out/'quality.json').read_text()) if (out/'quality.json').exists() else {}
-    commands = list(dict.fromkeys(prev.get('commands', [prev['command']] if 'command' in prev else []) + ([] if a.collect else [command])))   # every command whose runs are here
-    info = dict(commands=commands, backbone=backbone if a.backbone else 'default (all-MiniLM-L6-v2)', test_size=a.test_size,
+    info = dict(backbone=backbone if a.backbone else 'default (all-MiniLM-L6-v2)', test_size=a.test_size,
                 attack_n=a.attack_n, seeds=a.seeds, epochs=DEFAULT_EPOCHS, lr=DEFAULT_LR, torch_threads=torch.get_num_threads())
     jobs = [] if a.collect else [(c, SETTINGS[c], s, row) for c in a.corpora for s in a.seeds for row in rows]   # seeds outer: a partial run stays paired
     t_start = time.perf_counter()
@@ -215,20 +222,24 @@ def main(argv=None):
         "quality.json and quality.md from every run of this backbone in the runs file (another process may have added some)"
         every = {}
         for r in read_runs(): every.setdefault(key(r), r)   # the first run of a key, should two processes have measured it
-        mine = [r for r in every.values() if r.get('backbone') == backbone]
+        mine = [r for r in every.values() if r.get('backbone') == backbone and run_settings(r) == settings]
         info['wall_seconds'] = time.perf_counter() - t_start
+        info['commands'] = list(dict.fromkeys(r['command'] for r in mine if 'command' in r))   # the commands that measured these runs
+        info['runs_without_command'] = sum('command' not in r for r in mine)
         tab = table(mine, [r for r in ALL_ROWS if any(x['row'] == r for x in mine)])
-        (out/'quality.json').write_text(json.dumps(dict(**info, table=tab, runs=[{k: v for k, v in r.items() if k != 'correct'} for r in mine]), indent=1))
-        (out/'quality.md').write_text(markdown(tab, info))
+        for name, text in (('quality.json', json.dumps(dict(**info, table=tab, runs=[{k: v for k, v in r.items() if k != 'correct'} for r in mine]), indent=1)),
+                           ('quality.md', markdown(tab, info))):
+            (out/f'{name}.tmp').write_text(text); os.replace(out/f'{name}.tmp', out/name)   # whole, for a reader in another process
     for corpus, n, seed, row in progress_bar(jobs):
-        if (corpus, n, row, seed, backbone) in {key(r) for r in read_runs()}: continue   # done, by this process or another
+        if key(dict(corpus=corpus, n_per_class=n, row=row, seed=seed, backbone=backbone, settings=settings)) in {key(r) for r in read_runs()}:
+            continue   # done, by this process or another
         ds = load_corpus(corpus)
         rec = one_run(row, corpus, n, seed, ds, test_subset(ds, a.test_size), backbone, a.attack_n)
-        rec['backbone'] = backbone
+        rec.update(backbone=backbone, settings=settings, command=command)
         with open(runs_file, 'a') as f: f.write(json.dumps(rec) + '\n')
         print(f"{corpus}-{n} {row:22s} seed {seed}: {rec['accuracy']:.1%} ({rec['train_seconds']:.0f}s training)", flush=True)
         write()
-    if a.collect and runs_file.exists(): write()
+    if runs_file.exists(): write()   # also when every job was done already
     if (out/'quality.md').exists(): print((out/'quality.md').read_text())
     return out
 

@@ -176,6 +176,8 @@ def main():
     ap.add_argument('--cache', default=str(RESULTS/'robustness-runs.jsonl'))
     ap.add_argument('--out', default=str(RESULTS/'robustness.json'))
     a = ap.parse_args()
+    for opt in ('a2t_words', 'a2t_max_queries', 'attack_words'):
+        if getattr(a, opt) < 0: ap.error(f"--{opt.replace('_', '-')} takes an integer >= 0 (0: the default); got {getattr(a, opt)}")
     if a.threads: torch.set_num_threads(a.threads)
     ds = load_corpus(a.corpus)
     test = test_subset(ds, a.test_size)

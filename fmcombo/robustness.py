@@ -780,7 +780,7 @@ class TypoCorrector:
 
     def __repr__(self): return f"TypoCorrector({len(self.counts)} known words, min_count={self.min_count}, min_len={self.min_len})"
 
-# %% ../nbs/07_robustness.ipynb #3616fb89
+# %% ../nbs/07_robustness.ipynb #22d4ff21
 class Corrected:
     "A model behind a `TypoCorrector`: it predicts, and is attacked, on the corrected texts (attacks query it through the corrector)"
     def __init__(self, model, # an `FMLearner`, an `Ensemble`, or any object with `vocab` and `predict_texts`
@@ -788,6 +788,8 @@ class Corrected:
                 ):
         if not (hasattr(model, 'predict_texts') and (hasattr(model, 'vocab') or isinstance(model, FMLearner))):
             raise TypeError(f"model must have `predict_texts` and `vocab` (an FMLearner, an Ensemble...); got {type(model).__name__}")
+        if hasattr(model, 'tasks'): raise TypeError(f"Corrected takes a model with one label set; for a multi-task model ({type(model).__name__}), "
+                                                    "pass it the corrected texts: `model.predict_texts([corrector(t) for t in texts])`")
         if not callable(corrector): raise TypeError(f"corrector must be a callable str -> str such as TypoCorrector; got {type(corrector).__name__}")
         self.wrapped, self.corrector = model, corrector
         self.vocab = list(model.dls.vocab if isinstance(model, FMLearner) else model.vocab)

@@ -42,8 +42,12 @@ def test_quality_resumes(tmp_path, monkeypatch):
     quality.main(args + ['--seeds', '2'])   # a second command adds its runs, and is listed beside the first
     q = json.loads((tmp_path/'quality.json').read_text())
     assert len(calls) == 6 and q['commands'] == ['python benchmarks/quality.py ' + ' '.join(a) for a in (args, args + ['--seeds', '2'])]
+    quality.main(args + ['--attack-n', '3'])   # other settings: measured afresh, and tabled apart
+    assert len(calls) == 10 and len(json.loads((tmp_path/'quality.json').read_text())['runs']) == 4
+    quality.main(args)   # back to the first settings: nothing to train, their six runs tabled
+    assert len(calls) == 10 and len(json.loads((tmp_path/'quality.json').read_text())['runs']) == 6
     assert all(f'`{c}`' in (tmp_path/'quality.md').read_text() for c in q['commands'])
     (tmp_path/'quality.json').unlink(); (tmp_path/'quality.md').unlink()
     quality.main(['--collect', '--quick', '--out', str(tmp_path)])   # the tables again from the runs file, training nothing
-    assert len(calls) == 6 and len(json.loads((tmp_path/'quality.json').read_text())['runs']) == 6
+    assert len(calls) == 10 and len(json.loads((tmp_path/'quality.json').read_text())['runs']) == 6
     with pytest.raises(SystemExit): quality.main(['--rows', 'nope', '--out', str(tmp_path)])
