@@ -4,6 +4,7 @@ from pathlib import Path
 import pandas as pd, pytest
 from fmcombo.cli import main
 from fmcombo.experiment import read_table, Recipe
+from fmcombo.robustness import Corrected, TypoCorrector
 
 FMCOMBO = str(Path(sys.executable).parent/'fmcombo')
 
@@ -41,7 +42,14 @@ def test_train_predict_evaluate_compare(data, tiny, tmp_path):
     assert code == 0, err
     assert 'report:' in out and (tmp_path/'cmp'/'report.html').exists() and 'quick' in out
 
-def test_correct_typos_in_predict_and_evaluate(data, tiny, tmp_path):
+def scored(monkeypatch):
+    "The (model, test) of every `score_model` call the command line makes"
+    import fmcombo.cli as cli
+    calls, real = [], cli.score_model
+    monkeypatch.setattr(cli, 'score_model', lambda model, test, **kw: calls.append((model, test.copy())) or real(model, test, **kw))
+    return calls
+
+def test_correct_typos_in_predict_and_evaluate(data, tiny, tmp_path, monkeypatch):
     "--correct-typos: the model classifies (and is attacked through) the corrected texts; predict --out says what it saw"
     cols = ['--text-col', 'article', '--label-col', 'topic']
     code, out, err = run('train', '--data', data/'bbc.csv', *cols, '--recipe', data/'quick.yaml', '--n-per-class', 4, '--backbone', tiny, '--out', tmp_path/'m')
@@ -55,8 +63,11 @@ def test_correct_typos_in_predict_and_evaluate(data, tiny, tmp_path):
     assert p['corrected'].tolist() == ['Shares in the company fell.'] + texts[1:]
     code, out2, err = run('predict', tmp_path/'m', '--text', 'Shares in the company fell.')
     assert code == 0 and out2.split('\t')[0] == p['label'][0], (out2, err)   # the corrected text's label
+    calls = scored(monkeypatch)
     code, out, err = run('evaluate', tmp_path/'m', '--data', data/'test.csv', *cols, '--attack', 'char', '--attacked', 5, '--correct-typos')
     assert code == 0 and '30 texts: accuracy' in out and 'accuracy under attack' in out, err
+    (model, _), = calls
+    assert isinstance(model, Corrected) and isinstance(model.corrector, TypoCorrector)   # scored, and attacked, through the front end
 
 def test_an_ensemble_recipe_saves_and_loads(data, tiny, tmp_path):
     Recipe('ens', ensemble={'k': 2}, epochs=1, lr=1e-3).save(tmp_path/'ens.json')
@@ -130,7 +141,7 @@ def two_tasks(tmp_path_factory):
     Recipe('quick', epochs=2, lr=1e-2).save(d/'quick.yaml')
     return d
 
-def test_several_label_columns_train_one_multitask_model(two_tasks, tiny, tmp_path):
+def test_several_label_columns_train_one_multitask_model(two_tasks, tiny, tmp_path, monkeypatch):
     "train / predict / evaluate / compare with two --label-col: one model with a head per column"
     d, cols = two_tasks, ['--label-col', 'animal', '--label-col', 'mood']
     code, out, err = run('train', '--data', d/'pets.csv', *cols, '--recipe', d/'quick.yaml', '--backbone', tiny, '--out', tmp_path/'m')
@@ -146,8 +157,12 @@ def test_several_label_columns_train_one_multitask_model(two_tasks, tiny, tmp_pa
     c = pd.read_csv(tmp_path/'c.csv')
     assert code == 0 and list(c.columns) == ['text', 'corrected', 'animal', 'animal_prob', 'mood', 'mood_prob'], (err, c.columns)
     assert c['text'][0] == 'cat goood' and c['corrected'][0] == 'cat good'
-    code, out, err = run('evaluate', tmp_path/'m', '--data', d/'pets.csv', *cols, '--correct-typos')
-    assert code == 0 and '64 texts: accuracy' in out, (out, err)
+    pd.concat([pd.read_csv(d/'pets.csv'), pd.DataFrame({'text': ['cat goood'], 'animal': ['cat'], 'mood': ['good']})]).to_csv(tmp_path/'typo.csv', index=False)
+    calls = scored(monkeypatch)
+    code, out, err = run('evaluate', tmp_path/'m', '--data', tmp_path/'typo.csv', *cols, '--correct-typos')
+    assert code == 0 and '65 texts: accuracy' in out, (out, err)
+    (_, test), = calls
+    assert 'cat goood' not in set(test['text']) and test['text'].iloc[-1] == 'cat good'   # every task scored on the corrected texts
     code, out, err = run('evaluate', tmp_path/'m', '--data', d/'pets.csv')   # no --label-col: the columns named like the tasks
     assert code == 0 and '64 texts: accuracy' in out and 'animal: 64 labels' in out and 'mood: 48 labels' in out, (out, err)
     code, out, err = run('compare', '--data', d/'pets.csv', *cols, '--recipes', f"plain,{d/'quick.yaml'}", '--n-per-class', 4,
