@@ -13,7 +13,8 @@ whole) and attacked with the character attack on 200 of those texts.
 
 Rows: fmcombo's built-in recipes (`plain`, `combined` and every single technique at its default,
 trained by `Recipe.train`), the transfer techniques of `fmcombo.transfer` at their defaults
-(trained like `plain`: `fit_one_cycle(DEFAULT_EPOCHS, DEFAULT_LR)` with the callback added), and
+(trained like `plain`: `fit_one_cycle(DEFAULT_EPOCHS, DEFAULT_LR)` with the callback added), `norm` (`plain`
+with `pooling="norm"`: the head on the normalised mean embedding, with a learned scale), and
 the peers: SetFit 1.2 (`setfit`, the same backbone folder as body, its default training
 arguments, a metric callable so that nothing is downloaded) and the transformers `Trainer`
 (`AutoModelForSequenceClassification`, its default arguments; `trainer-neftune` adds its own
@@ -35,7 +36,7 @@ from fmcombo.backbone import default_backbone_path, quiet_hf
 from fmcombo.data import load_corpus, sample_per_class, fm_dls, label_indices
 from fmcombo.learner import fm_learner, DEFAULT_EPOCHS, DEFAULT_LR
 from fmcombo.ensemble import classification_scores
-from fmcombo.experiment import BUILTIN_RECIPES, get_recipe, paired_bootstrap
+from fmcombo.experiment import BUILTIN_RECIPES, Recipe, get_recipe, paired_bootstrap
 from fmcombo.robustness import char_attack
 from fmcombo.transfer import ContrastiveStage, PrototypeHead, SupCon, ReinitTop, LayerLRDecay
 
@@ -43,8 +44,9 @@ SETTINGS = {'bbc_news': 8, 'tweet_sentiment': 32}
 TRANSFER = {'contrastive': lambda: [ContrastiveStage()], 'contrastive+prototype': lambda: [ContrastiveStage(), PrototypeHead()],
             'supcon': lambda: [SupCon()], 'prototype': lambda: [PrototypeHead()], 'reinit': lambda: [ReinitTop(1)],
             'llrd': lambda: [LayerLRDecay(0.9)]}
+HEADS = {'norm': Recipe('norm', 'plain fine-tuning with the head on the L2-normalised mean embedding times a learned scale', pooling='norm')}
 PEERS = ('setfit', 'trainer', 'trainer-neftune')
-ALL_ROWS = list(dict.fromkeys(list(BUILTIN_RECIPES) + list(TRANSFER) + list(PEERS)))   # a transfer row that is also a built-in recipe is trained as above
+ALL_ROWS = list(dict.fromkeys(list(BUILTIN_RECIPES) + list(TRANSFER) + list(HEADS) + list(PEERS)))   # a transfer row that is also a built-in recipe is trained as above
 QUICK_ROWS = ['plain', 'supcon', 'trainer']
 
 def test_subset(ds, size:int):
@@ -67,7 +69,7 @@ def train_fmcombo(row, dls, seed, unlabelled):
         learn = fm_learner(dls, cbs=TRANSFER[row]())
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(DEFAULT_EPOCHS, DEFAULT_LR)
         return learn, time.perf_counter() - t0
-    res = get_recipe(row).train(dls, seed, unlabelled=unlabelled)
+    res = (HEADS.get(row) or get_recipe(row)).train(dls, seed, unlabelled=unlabelled)
     return res.model, time.perf_counter() - t0
 
 def train_setfit(backbone, texts, labels, vocab, seed):

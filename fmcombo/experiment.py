@@ -94,7 +94,7 @@ def draw_texts(texts:list, n:int|None, seed:int) -> list:
     if n is None or n >= len(texts): return texts
     return [texts[i] for i in np.sort(np.random.default_rng(seed).choice(len(texts), n, replace=False))]
 
-# %% ../nbs/08_experiment.ipynb #74d2b34b
+# %% ../nbs/08_experiment.ipynb #50fb2502
 @dataclass
 class Recipe:
     "How to train a model: transforms, callbacks, schedule, head, and optional stages; serialisable to dict, JSON and YAML"
@@ -105,7 +105,7 @@ class Recipe:
     epochs:int=DEFAULT_EPOCHS # epochs of each training run
     lr:float=DEFAULT_LR # peak learning rate
     schedule:str='one_cycle' # "one_cycle" (`fit_one_cycle`) or "constant" (`fit`, for `SnapshotEnsemble`'s own cycles)
-    pooling:str='mean' # the head: "mean", "cls" or "native"
+    pooling:str='mean' # the head: "mean", "cls", "native" or "norm"
     head_dropout:float=0.1 # dropout before the head
     bs:int=16 # training batch size
     tapt:dict|None=None # task-adaptive pretraining: texts, epochs, lr, bs, mask_prob; None: none

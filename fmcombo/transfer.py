@@ -25,13 +25,13 @@ from .perturb import check_number
 __all__ = ['head_inputs', 'pooled_embeddings', 'prototype_head', 'PrototypeHead', 'contrastive_pairs', 'contrastive_stage',
            'ContrastiveStage', 'supcon_loss', 'SupCon', 'reinit_top_layers', 'ReinitTop', 'llrd_lrs', 'LayerLRDecay']
 
-# %% ../nbs/04b_transfer.ipynb #7a47edb1
+# %% ../nbs/04b_transfer.ipynb #6910a054
 @contextmanager
 def head_inputs(model:FMClassifier, # a model with a pooling head (not pooling="native")
                ):
     "Within the block, a list that receives the pooled embedding each forward pass gives the head"
     if not isinstance(model, FMClassifier) or model.pooling == 'native':
-        raise ValueError(f"model must be an FMClassifier with pooling 'mean' or 'cls' (a head on the pooled embedding); "
+        raise ValueError(f"model must be an FMClassifier with pooling 'mean', 'cls' or 'norm' (a head on the pooled embedding); "
                          f"got {type(model).__name__}{' with pooling native' if isinstance(model, FMClassifier) else ''}")
     seen = []
     h = model.head.register_forward_pre_hook(lambda m, args: seen.append(args[0]))

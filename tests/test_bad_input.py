@@ -85,7 +85,7 @@ CASES = [
     # the learner and its training hyper-parameters
     ('fm_learner-dls-list', None, lambda e, t: fm_learner([1, 2]), TypeError, ['got list', 'fm_dls']),
     ('fm_learner-other-backbone', None, lambda e, t: fm_learner(e['dls'], backbone='sentence-transformers/all-MiniLM-L6-v2'), ValueError, ['tokenised for', 'fm_dls(..., backbone=...)']),
-    ('fm_learner-pooling-max', None, lambda e, t: fm_learner(e['dls'], pooling='max'), ValueError, ["'max'", "('mean', 'cls', 'native')"]),
+    ('fm_learner-pooling-max', None, lambda e, t: fm_learner(e['dls'], pooling='max'), ValueError, ["'max'", "('mean', 'cls', 'native', 'norm')"]),
     ('fm_learner-head_dropout-1.5', None, lambda e, t: fm_learner(e['dls'], head_dropout=1.5), ValueError, ['1.5', '[0, 1)']),
     ('fm_learner-lr-negative', None, lambda e, t: fm_learner(e['dls'], lr=-1), ValueError, ['lr=-1', 'positive, finite']),
     ('fit_one_cycle-lr-negative', None, lambda e, t: e['learn'].fit_one_cycle(1, -1), ValueError, ['lr_max=-1', 'positive, finite']),

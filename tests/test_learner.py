@@ -108,3 +108,16 @@ def test_prediction_frees_each_loader_at_once(learn, bbc, monkeypatch):
     made = _loaders_freed_without_gc(learn, lambda: list(learn.predict_batches(texts, bs=8, chunk=10)), monkeypatch)
     assert len(made) == 4 and all(r() is None for r in made), [r() is None for r in made]
     assert learn.dl is None
+
+def test_norm_pooling_trains_saves_and_loads(tiny, few, tmp_path):
+    "pooling='norm': the scale is in the optimiser's last group, moves when trained, and survives save_fm/load_fm_learner"
+    learn = fm_learner(fm_dls(few, backbone=tiny, bs=4, seed=0), pooling='norm')
+    scale = learn.model.norm_scale
+    start = scale.item()
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(2, 1e-2)
+    assert any(p is scale for p in learn.opt.param_groups[-1]['params']) and scale.item() != start
+    labels, probs = learn.predict_texts(['stocks and shares', 'a new film'])
+    learn.save_fm(tmp_path/'m')
+    back = load_fm_learner(tmp_path/'m')
+    assert back.model.pooling == 'norm' and back.model.norm_scale.item() == scale.item()
+    np.testing.assert_allclose(back.predict_texts(['stocks and shares', 'a new film'])[1], probs, atol=1e-5)

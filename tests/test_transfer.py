@@ -37,7 +37,7 @@ def test_supcon_exception_leaves_no_hook(few, tiny):
 
 def test_native_pooling_is_refused(few, tiny):
     learn = learner(few, tiny, pooling='native')
-    with pytest.raises(ValueError, match="pooling 'mean' or 'cls'"): prototype_head(learn)
+    with pytest.raises(ValueError, match="pooling 'mean', 'cls' or 'norm'"): prototype_head(learn)
     with pytest.raises(ValueError, match='pooling native'):
         with head_inputs(learn.model): pass
 
@@ -75,3 +75,11 @@ def test_reinit_clears_optimizer_state(few, tiny):
     reinit_top_layers(learn, 1, seed=0)
     assert not any(p in learn.opt.state and learn.opt.state[p] for p in top)
     fit(learn)   # trains on from the fresh layer
+
+def test_norm_pooling_works(few, tiny):
+    "the transfer techniques see the normalised, scaled embedding that the head sees"
+    learn = learner(few, tiny, pooling='norm')
+    lin = prototype_head(learn)
+    with head_inputs(learn.model) as seen: learn.model.eval()(*learn.dls.one_batch()[:2])
+    torch.testing.assert_close(seen[0].norm(dim=-1), learn.model.norm_scale.detach().expand(len(seen[0])))
+    assert torch.isfinite(lin.weight).all() and contrastive_stage(learn, lr=1e-3, pairs_per_text=1)
