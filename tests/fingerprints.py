@@ -3,7 +3,9 @@
     python tests/fingerprints.py --record   # writes tests/fingerprints.json (done once, on the code before a refactor)
 
 `tests/test_fingerprints.py` reruns each run and compares: a refactor that changes what a
-callback computes changes its fingerprint. The runs are short (one epoch of 16 texts) but go
+callback computes changes its fingerprint. A change of the tiny backbone itself (its version in
+`fmcombo.testing`) needs a new recording: make it with the recording commit's code on the new
+backbone, and check that the code of the day gives the same. The runs are short (one epoch of 16 texts) but go
 through every event of each callback: dropout on, mixed batches, the full loss plumbing.
 """
 import json, sys
