@@ -19,6 +19,9 @@ the peers: SetFit 1.2 (`setfit`, the same backbone folder as body, its default t
 arguments, a metric callable so that nothing is downloaded) and the transformers `Trainer`
 (`AutoModelForSequenceClassification`, its default arguments; `trainer-neftune` adds its own
 `neftune_noise_alpha=5`). The peers are benchmark dependencies only: `pip install -e ".[bench]"`.
+fmcombo's rows and the Trainer read the first 128 tokens of each text (`fm_dls`' default); a row
+name ending in `@L` (`plain@256`, `combined@256`) reads the first L instead. SetFit reads as many
+as its body's sentence-transformers folder says (256 for the default backbone), so it has no `@L`.
 
 Per row: accuracy and macro-F1 mean ± std over seeds, the paired difference to `plain` and to
 `setfit` with a 95 % bootstrap interval (seeds and test texts resampled, `experiment.paired_bootstrap`),
@@ -61,6 +64,20 @@ class Predictor:
     def predict_texts(self, texts, bs=64, progress=False):
         p = np.asarray(self.probs_fn(list(texts), bs), dtype=np.float64)
         return [self.vocab[i] for i in p.argmax(1)], p
+
+def split_row(row:str) -> tuple:
+    "('plain', 256) for 'plain@256'; ('plain', None) for 'plain' (the default length)"
+    base, at, n = row.partition('@')
+    if not at: return row, None
+    if not n.isdigit() or not 8 <= int(n) <= 512:
+        raise ValueError(f"{row!r}: after '@' comes the number of tokens read from each text, a whole number from 8 to 512 (such as plain@256)")
+    if base == 'setfit': raise ValueError(f"{row!r}: SetFit reads as many tokens as its body's sentence-transformers folder says; it has no '@L' variant")
+    return base, int(n)
+
+def row_order(seen) -> list:
+    "The rows of `seen` in the order of `ALL_ROWS`, each row's `@L` variants after it, shortest first"
+    seen = set(seen)
+    return [r for b in ALL_ROWS for r in sorted((x for x in seen if split_row(x)[0] == b), key=lambda x: split_row(x)[1] or 0)]
 
 def train_fmcombo(row, dls, seed, unlabelled):
     "(a model with `predict_texts`, training seconds) for a built-in recipe or a transfer technique"
@@ -116,8 +133,9 @@ def train_trainer(backbone, texts, labels, vocab, seed, max_len, neftune=None):
     return Predictor(vocab, probs), secs
 
 def one_run(row, corpus, n, seed, ds, test, backbone, attack_n):
+    row, max_len = split_row(row)
     sample = sample_per_class(ds['train'], n, seed=seed)
-    dls = fm_dls(sample, backbone=backbone, bs=16, seed=seed)
+    dls = fm_dls(sample, backbone=backbone, bs=16, seed=seed, max_len=max_len or 128)
     vocab, data = list(dls.vocab), dls.train.dataset
     texts, labels = list(data.texts), list(data.labels)
     names = test.features['label'].names if hasattr(test.features['label'], 'names') else None
@@ -130,7 +148,7 @@ def one_run(row, corpus, n, seed, ds, test, backbone, attack_n):
         model, secs = train_fmcombo(row, dls, seed, pool)
     _, probs = model.predict_texts(list(test['text']), bs=64)
     scores = classification_scores(probs, y, len(vocab))
-    rec = dict(corpus=corpus, n_per_class=n, row=row, seed=seed, accuracy=scores['accuracy'], macro_f1=scores['macro_f1'],
+    rec = dict(corpus=corpus, n_per_class=n, row=row if max_len is None else f'{row}@{max_len}', seed=seed, accuracy=scores['accuracy'], macro_f1=scores['macro_f1'],
                ece=scores['ece'], train_seconds=round(secs, 1), correct=''.join('1' if c else '0' for c in probs.argmax(1) == y))
     if attack_n:
         s = char_attack(model, test, n=attack_n, seed=0, progress=False).summary()
@@ -184,7 +202,7 @@ def markdown(tab, info):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--corpora', nargs='+', default=list(SETTINGS), choices=list(SETTINGS))
-    ap.add_argument('--rows', nargs='+', default=None, help=f'rows to run (default: all): {" ".join(ALL_ROWS)}')
+    ap.add_argument('--rows', nargs='+', default=None, help=f'rows to run (default: all): {" ".join(ALL_ROWS)}; ROW@L reads the first L tokens of each text instead of 128')
     ap.add_argument('--seeds', type=int, nargs='+', default=None, help='default: 0 1 2 3 4 (0 1 with --quick)')
     ap.add_argument('--test-size', type=int, default=2000, help='stratified test subset; 0 = the whole test split')
     ap.add_argument('--attack-n', type=int, default=200, help='texts attacked by the character attack; 0 = no attack')
@@ -200,8 +218,10 @@ def main(argv=None):
         a.corpora, a.test_size, a.attack_n = ['bbc_news'], min(a.test_size, 100), min(a.attack_n, 10)
         SETTINGS['bbc_news'] = 4   # 4 texts per class: the tiny backbone learns nothing more from 8
     rows, a.seeds = a.rows or ALL_ROWS, a.seeds or [0, 1, 2, 3, 4]
-    unknown = [r for r in rows if r not in ALL_ROWS]
-    if unknown: ap.error(f"--rows: unknown {unknown}; known rows are {ALL_ROWS}")
+    for r in rows:
+        try: base, _ = split_row(r)
+        except ValueError as e: ap.error(f"--rows: {e}")
+        if base not in ALL_ROWS: ap.error(f"--rows: unknown {r!r}; known rows are {ALL_ROWS}, each optionally with @L (such as plain@256)")
     backbone = a.backbone or default_backbone_path()
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     runs_file = out/'quality-runs.jsonl'
@@ -228,7 +248,7 @@ def main(argv=None):
         info['wall_seconds'] = time.perf_counter() - t_start
         info['commands'] = list(dict.fromkeys(r['command'] for r in mine if 'command' in r))   # the commands that measured these runs
         info['runs_without_command'] = sum('command' not in r for r in mine)
-        tab = table(mine, [r for r in ALL_ROWS if any(x['row'] == r for x in mine)])
+        tab = table(mine, row_order(x['row'] for x in mine))
         for name, text in (('quality.json', json.dumps(dict(**info, table=tab, runs=[{k: v for k, v in r.items() if k != 'correct'} for r in mine]), indent=1)),
                            ('quality.md', markdown(tab, info))):
             (out/f'{name}.tmp').write_text(text); os.replace(out/f'{name}.tmp', out/name)   # whole, for a reader in another process

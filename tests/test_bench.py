@@ -51,3 +51,16 @@ def test_quality_resumes(tmp_path, monkeypatch):
     quality.main(['--collect', '--quick', '--out', str(tmp_path)])   # the tables again from the runs file, training nothing
     assert len(calls) == 10 and len(json.loads((tmp_path/'quality.json').read_text())['runs']) == 6
     with pytest.raises(SystemExit): quality.main(['--rows', 'nope', '--out', str(tmp_path)])
+    quality.main(['--quick', '--rows', 'plain@256', 'plain', '--out', str(tmp_path)])   # a row at another length: tabled after its row
+    assert ('plain@256', 0) in calls and [r['row'] for r in json.loads((tmp_path/'quality.json').read_text())['table']] == ['plain', 'plain@256', 'supcon']
+    for bad in ('plain@', 'plain@4', 'plain@x', 'setfit@256', 'nope@256'):
+        with pytest.raises(SystemExit): quality.main(['--rows', bad, '--out', str(tmp_path)])
+
+def test_quality_row_lengths():
+    "A row's `@L` sets the tokens read from each text, and is refused where it means nothing"
+    sys.path.insert(0, str(ROOT/'benchmarks'))
+    import quality
+    assert quality.split_row('plain') == ('plain', None) and quality.split_row('combined@256') == ('combined', 256)
+    for bad, why in (('plain@4', 'from 8 to 512'), ('plain@1e3', 'whole number'), ('setfit@256', 'no \'@L\' variant')):
+        with pytest.raises(ValueError, match=why): quality.split_row(bad)
+    assert quality.row_order(['supcon', 'plain@256', 'plain', 'plain@64']) == ['plain', 'plain@64', 'plain@256', 'supcon']
