@@ -48,11 +48,11 @@ SETTINGS = {'bbc_news': 8, 'tweet_sentiment': 32}
 TRANSFER = {'contrastive': lambda: [ContrastiveStage()], 'contrastive+prototype': lambda: [ContrastiveStage(), PrototypeHead()],
             'supcon': lambda: [SupCon()], 'prototype': lambda: [PrototypeHead()], 'reinit': lambda: [ReinitTop(1)],
             'llrd': lambda: [LayerLRDecay(0.9)]}
-HEADS = {'norm': Recipe('norm', 'plain fine-tuning with the head on the L2-normalised mean embedding times a learned scale', pooling='norm'),
+VARIANTS = {'norm': Recipe('norm', 'plain fine-tuning with the head on the L2-normalised mean embedding times a learned scale', pooling='norm'),
          # the schedule: 10 epochs of 40 BBC texts in batches of 16 are only 30 optimiser steps
          'epochs30': Recipe('epochs30', 'plain fine-tuning for 30 epochs instead of 10 (the same one-cycle schedule and peak learning rate)', epochs=30)}
 PEERS = ('setfit', 'trainer', 'trainer-neftune')
-ALL_ROWS = list(dict.fromkeys(list(BUILTIN_RECIPES) + list(TRANSFER) + list(HEADS) + list(PEERS)))   # a transfer row that is also a built-in recipe is trained as above
+ALL_ROWS = list(dict.fromkeys(list(BUILTIN_RECIPES) + list(TRANSFER) + list(VARIANTS) + list(PEERS)))   # a transfer row that is also a built-in recipe is trained as above
 QUICK_ROWS = ['plain', 'supcon', 'trainer']
 
 def test_subset(ds, size:int):
@@ -89,7 +89,7 @@ def train_fmcombo(row, dls, seed, unlabelled):
         learn = fm_learner(dls, cbs=TRANSFER[row]())
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(DEFAULT_EPOCHS, DEFAULT_LR)
         return learn, time.perf_counter() - t0
-    res = (HEADS.get(row) or get_recipe(row)).train(dls, seed, unlabelled=unlabelled)
+    res = (VARIANTS.get(row) or get_recipe(row)).train(dls, seed, unlabelled=unlabelled)
     return res.model, time.perf_counter() - t0
 
 def train_setfit(backbone, texts, labels, vocab, seed):

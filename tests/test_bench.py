@@ -64,3 +64,19 @@ def test_quality_row_lengths():
     for bad, why in (('plain@4', 'from 8 to 512'), ('plain@1e3', 'whole number'), ('setfit@256', 'no \'@L\' variant')):
         with pytest.raises(ValueError, match=why): quality.split_row(bad)
     assert quality.row_order(['supcon', 'plain@256', 'plain', 'plain@64']) == ['plain', 'plain@64', 'plain@256', 'supcon']
+
+def test_quality_row_length_reaches_the_data(tiny, monkeypatch):
+    "`one_run('plain@32', ...)` tokenises at 32 tokens and records the row under its full name"
+    sys.path.insert(0, str(ROOT/'benchmarks'))
+    import quality
+    from fmcombo.data import load_corpus
+    seen = []
+    def spy(*args, **kw):
+        dls = real(*args, **kw); seen.append(dls.max_len); return dls
+    real = quality.fm_dls
+    monkeypatch.setattr(quality, 'fm_dls', spy)
+    ds = load_corpus('bbc_news')
+    rec = quality.one_run('plain@32', 'bbc_news', 2, 0, ds, quality.test_subset(ds, 20), tiny, 0)
+    assert seen == [32] and rec['row'] == 'plain@32' and len(rec['correct']) == 20
+    rec = quality.one_run('plain', 'bbc_news', 2, 0, ds, quality.test_subset(ds, 20), tiny, 0)
+    assert seen == [32, 128] and rec['row'] == 'plain'
