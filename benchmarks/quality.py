@@ -191,15 +191,23 @@ def table(runs, rows):
 def _ci(p): return '' if p is None else f"{100*p['diff']:+.1f} [{100*p['lo']:+.1f}, {100*p['hi']:+.1f}]"
 
 def markdown(tab, info):
-    lines = [f"# Few-shot quality: fmcombo against SetFit and the transformers Trainer", '',
-             'Measured by ' + ', '.join(f'`{c}`' for c in info['commands']) + (f"; {info['runs_without_command']} runs were measured before "
-             "the runs file recorded each run's command (by the same script, the settings below)" if info['runs_without_command'] else '') + '.', '',
-             f"Backbone `{info['backbone']}`; test subset {info['test_size']} texts; character attack on {info['attack_n']} of them.", '',
-             'Accuracy, macro-F1, ECE and accuracy under the character attack are mean ± std over seeds (%); the paired differences are accuracy points with a 95 % bootstrap interval over seeds and test texts.', '',
-             '| setting | row | seeds | accuracy | macro-F1 | Δ vs plain | Δ vs SetFit | ECE | char attack | train s | per seed |',
-             '|---|---|---|---|---|---|---|---|---|---|---|']
+    "quality.md: the table, then how it was measured (the character attack's column only when texts were attacked)"
+    attack = bool(info['attack_n'])
+    cols = ['setting', 'row', 'seeds', 'accuracy', 'macro-F1', 'Δ vs plain', 'Δ vs SetFit', 'ECE'] + ['char attack']*attack + ['train s', 'per seed']
+    lines = ["# Few-shot quality: fmcombo against SetFit and the transformers Trainer", '',
+             f"Backbone `{info['backbone']}`; a stratified test subset of {info['test_size']} texts (a smaller test split is used whole); "
+             + (f"character attack on {info['attack_n']} of them." if attack else "no character attack (`--attack-n 0`)."), '',
+             f"Accuracy, macro-F1{', ECE and accuracy under the character attack' if attack else ' and ECE'} are mean ± std over seeds (%); "
+             "the paired differences are accuracy points with a 95 % bootstrap interval over seeds and test texts; "
+             "train s is the mean training wall time of a run in seconds (one torch thread; the runs of different commands may have shared the machine differently).", '',
+             '| ' + ' | '.join(cols) + ' |', '|' + '---|'*len(cols)]
     for r in tab:
-        lines.append(f"| {r['setting']} | {r['row']} | {r['seeds']} | {r['accuracy']} | {r['macro_f1']} | {_ci(r['vs_plain'])} | {_ci(r['vs_setfit'])} | {r['ece']} | {r['char_attack']} | {r['train_s']} | {r['per_seed']} |")
+        cells = [r['setting'], r['row'], r['seeds'], r['accuracy'], r['macro_f1'], _ci(r['vs_plain']), _ci(r['vs_setfit']), r['ece']] + [r['char_attack']]*attack + [r['train_s'], r['per_seed']]
+        lines.append('| ' + ' | '.join(map(str, cells)) + ' |')
+    lines += ['', '## How it was measured', '', 'Each run was appended to `quality-runs.jsonl` as it finished, by these commands:', '']
+    lines += [f'- `{c}`' for c in info['commands']]
+    if info['runs_without_command']:
+        lines += ['', f"{info['runs_without_command']} runs were measured before the runs file recorded each run's command (by the same script, the settings above)."]
     return '\n'.join(lines) + '\n'
 
 def main(argv=None):

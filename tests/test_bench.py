@@ -80,3 +80,19 @@ def test_quality_row_length_reaches_the_data(tiny, monkeypatch):
     assert seen == [32] and rec['row'] == 'plain@32' and len(rec['correct']) == 20
     rec = quality.one_run('plain', 'bbc_news', 2, 0, ds, quality.test_subset(ds, 20), tiny, 0)
     assert seen == [32, 128] and rec['row'] == 'plain'
+
+def test_quality_markdown_columns():
+    "quality.md has the character attack's column only when texts were attacked, and lists every command"
+    sys.path.insert(0, str(ROOT/'benchmarks'))
+    import quality
+    runs = [dict(corpus='bbc_news', n_per_class=8, row=row, seed=s, accuracy=0.5, macro_f1=0.5, ece=0.1, train_seconds=1., correct='01'*5,
+                 char_attack_accuracy=0.25) for row in ('plain', 'setfit') for s in (0, 1)]
+    tab = quality.table(runs, ['plain', 'setfit'])
+    info = dict(backbone='b', test_size=2000, commands=['python benchmarks/quality.py --rows plain', 'python benchmarks/quality.py --rows setfit'], runs_without_command=0)
+    with_attack, without = quality.markdown(tab, {**info, 'attack_n': 200}), quality.markdown(tab, {**info, 'attack_n': 0})
+    header = lambda md: next(l for l in md.splitlines() if l.startswith('| setting'))
+    assert '| char attack |' in header(with_attack) and '| 25.0 ± 0.0 |' in with_attack
+    assert 'char attack' not in header(without) and '25.0' not in without and 'no character attack' in without
+    for md in (with_attack, without):
+        assert all(f'- `{c}`' in md for c in info['commands'])
+        assert len(header(md).split('|')) == len(md.splitlines()[md.splitlines().index(header(md)) + 2].split('|'))   # every row fills every column
