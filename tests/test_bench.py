@@ -65,6 +65,17 @@ def test_quality_row_lengths():
         with pytest.raises(ValueError, match=why): quality.split_row(bad)
     assert quality.row_order(['supcon', 'plain@256', 'plain', 'plain@64']) == ['plain', 'plain@64', 'plain@256', 'supcon']
 
+def test_quality_combined_nofgm():
+    "`combined-nofgm` is `combined` with the student's FGM taken out, and nothing else changed (its teacher is the same, so the rows are paired)"
+    sys.path.insert(0, str(ROOT/'benchmarks'))
+    import quality
+    from fmcombo.experiment import get_recipe
+    full, nofgm = get_recipe('combined').to_dict(), quality.VARIANTS['combined-nofgm'].to_dict()
+    assert full['distill']['cbs'] == [{'FGM': {}}] and nofgm['distill']['cbs'] == []
+    drop = lambda d: {k: ({**v, 'cbs': None} if k == 'distill' else v) for k, v in d.items() if k not in ('name', 'doc')}
+    assert drop(full) == drop(nofgm)
+    assert 'combined-nofgm' in quality.ALL_ROWS and get_recipe('combined').distill['cbs'] == [{'FGM': {}}]   # the built-in recipe is left as it was
+
 def test_quality_row_length_reaches_the_data(tiny, monkeypatch):
     "`one_run('plain@32', ...)` tokenises at 32 tokens and records the row under its full name"
     sys.path.insert(0, str(ROOT/'benchmarks'))
