@@ -28,7 +28,8 @@ as its body's sentence-transformers folder says (256 for the default backbone), 
 
 Per row: accuracy and macro-F1 mean ± std over seeds, the paired difference to `plain` and to
 `setfit` with a 95 % bootstrap interval (seeds and test texts resampled, `experiment.paired_bootstrap`),
-ECE, accuracy under the character attack, and training seconds. Resumable: every finished run is
+ECE, accuracy under the character attack, and training seconds; then the paired difference of each
+two rows of `PAIRS` that differ in one setting (`combined` against `combined-nofgm`, ...). Resumable: every finished run is
 appended to <out>/quality-runs.jsonl and skipped when the command is run again; quality.json and
 quality.md are rewritten after every run.
 """
@@ -195,10 +196,24 @@ def table(runs, rows):
                             per_seed=' '.join(f"{r['seed']}:{100*r['accuracy']:.1f}" for r in mine)))
     return out
 
+PAIRS = (('combined', 'combined-nofgm', "FGM on combined's student"),
+         ('supcon-w0.1', 'supcon', "SupCon's weight 0.1 against its default 0.9"),
+         ('supcon-w0.5', 'supcon', "SupCon's weight 0.5 against its default 0.9"))
+
+def pairs(runs):
+    "The paired differences between the rows of `PAIRS` that differ in one setting, where both have runs"
+    out = []
+    for (corpus, n) in sorted({(r['corpus'], r['n_per_class']) for r in runs}):
+        rs = [r for r in runs if (r['corpus'], r['n_per_class']) == (corpus, n)]
+        for row, ref, what in PAIRS:
+            p = _paired(rs, row, ref)
+            if p: out.append(dict(setting=f'{corpus}-{n}', row=row, ref=ref, what=what, **p))
+    return out
+
 def _ci(p): return '' if p is None else f"{100*p['diff']:+.1f} [{100*p['lo']:+.1f}, {100*p['hi']:+.1f}]"
 
-def markdown(tab, info):
-    "quality.md: the table, then how it was measured (the character attack's column only when texts were attacked)"
+def markdown(tab, info, prs=()):
+    "quality.md: the table, the paired differences of `PAIRS`, then how it was measured (the character attack's column only when texts were attacked)"
     attack = bool(info['attack_n'])
     cols = ['setting', 'row', 'seeds', 'accuracy', 'macro-F1', 'Δ vs plain', 'Δ vs SetFit', 'ECE'] + ['char attack']*attack + ['train s', 'per seed']
     lines = ["# Few-shot quality: fmcombo against SetFit and the transformers Trainer", '',
@@ -211,6 +226,10 @@ def markdown(tab, info):
     for r in tab:
         cells = [r['setting'], r['row'], r['seeds'], r['accuracy'], r['macro_f1'], _ci(r['vs_plain']), _ci(r['vs_setfit']), r['ece']] + [r['char_attack']]*attack + [r['train_s'], r['per_seed']]
         lines.append('| ' + ' | '.join(map(str, cells)) + ' |')
+    if prs:
+        lines += ['', '## Rows that differ in one setting', '', 'Paired accuracy differences, points, with a 95 % bootstrap interval over the seeds both rows have and the test texts:', '',
+                  '| setting | row | against | what differs | Δ | seeds |', '|---|---|---|---|---|---|']
+        lines += [f"| {p['setting']} | {p['row']} | {p['ref']} | {p['what']} | {_ci(p)} | {p['seeds']} |" for p in prs]
     lines += ['', '## How it was measured', '', 'Each run was appended to `quality-runs.jsonl` as it finished, by these commands:', '']
     lines += [f'- `{c}`' for c in info['commands']]
     if info['runs_without_command']:
@@ -266,9 +285,9 @@ def main(argv=None):
         info['wall_seconds'] = time.perf_counter() - t_start
         info['commands'] = list(dict.fromkeys(r['command'] for r in mine if 'command' in r))   # the commands that measured these runs
         info['runs_without_command'] = sum('command' not in r for r in mine)
-        tab = table(mine, row_order(x['row'] for x in mine))
-        for name, text in (('quality.json', json.dumps(dict(**info, table=tab, runs=[{k: v for k, v in r.items() if k != 'correct'} for r in mine]), indent=1)),
-                           ('quality.md', markdown(tab, info))):
+        tab, prs = table(mine, row_order(x['row'] for x in mine)), pairs(mine)
+        for name, text in (('quality.json', json.dumps(dict(**info, table=tab, pairs=prs, runs=[{k: v for k, v in r.items() if k != 'correct'} for r in mine]), indent=1)),
+                           ('quality.md', markdown(tab, info, prs))):
             (out/f'{name}.tmp').write_text(text); os.replace(out/f'{name}.tmp', out/name)   # whole, for a reader in another process
     for corpus, n, seed, row in progress_bar(jobs):
         if key(dict(corpus=corpus, n_per_class=n, row=row, seed=seed, backbone=backbone, settings=settings)) in {key(r) for r in read_runs()}:

@@ -76,6 +76,21 @@ def test_quality_combined_nofgm():
     assert drop(full) == drop(nofgm)
     assert 'combined-nofgm' in quality.ALL_ROWS and get_recipe('combined').distill['cbs'] == [{'FGM': {}}]   # the built-in recipe is left as it was
 
+def test_quality_pairs():
+    "Rows of `PAIRS` get their paired difference, in quality.json's `pairs` and quality.md, only where both have runs"
+    sys.path.insert(0, str(ROOT/'benchmarks'))
+    import quality
+    run = lambda row, s, bits: dict(corpus='bbc_news', n_per_class=8, row=row, seed=s, accuracy=bits.count('1')/len(bits), macro_f1=0.5, ece=0.1,
+                                    train_seconds=1., correct=bits)
+    runs = [run('combined', s, '1'*10) for s in (0, 1)] + [run('combined-nofgm', s, '0'*10) for s in (0, 1, 2)] + [run('plain', 0, '1'*10)]
+    prs = quality.pairs(runs)
+    assert [(p['row'], p['ref'], p['seeds']) for p in prs] == [('combined', 'combined-nofgm', 2)]   # no supcon rows: nothing for them
+    assert prs[0]['diff'] == prs[0]['lo'] == prs[0]['hi'] == 1.   # every text of every seed differs alike
+    info = dict(backbone='b', test_size=2000, attack_n=0, commands=[], runs_without_command=0)
+    md = quality.markdown(quality.table(runs, ['plain', 'combined', 'combined-nofgm']), info, prs)
+    assert "| bbc_news-8 | combined | combined-nofgm | FGM on combined's student | +100.0 [+100.0, +100.0] | 2 |" in md
+    assert 'differ in one setting' not in quality.markdown(quality.table(runs, ['plain']), info, [])
+
 def test_quality_row_length_reaches_the_data(tiny, monkeypatch):
     "`one_run('plain@32', ...)` tokenises at 32 tokens and records the row under its full name"
     sys.path.insert(0, str(ROOT/'benchmarks'))
