@@ -302,7 +302,9 @@ def combined_recipe() -> Recipe:
     inference cost (benchmarks/results/ensemble_quality.json).
     Kept: adversarial training, FGM, on the student (the model that is deployed): +7.1 ± 2.7 points
     under the character attack and +11.7 under the embedding attack (ε = 0.1), with no clean cost
-    (+1.3 ± 4.0) (benchmarks/results/robustness.json, adversarial_accuracy.json). The members are
+    (+1.3 ± 4.0) (benchmarks/results/robustness.json, adversarial_accuracy.json); on BBC News, 8 per
+    class, a clean gain too: +1.5 [+0.3, +2.9] points against the same recipe with a plain student at
+    5 paired seeds (+0.6 [-2.1, +4.4] on tweets) (benchmarks/results/quality/quality.md). The members are
     plain: FGM's clean gain is within its spread and it nearly doubles each member's cost.
     Left out: augmentation (EDA, AEDA, CharNoise, EmbedMix, TMix, NEFTune, R-Drop): no measured gain,
     each within its spread (benchmarks/results/augment-tweet_sentiment-32.json, robustness.json for CharNoise).
