@@ -180,7 +180,7 @@ def supcon_loss(emb:torch.Tensor, # (n, dim) embeddings (normalised here)
 class SupCon(Callback):
     "Gunel et al. (2021): the loss becomes `(1-weight)·CE + weight·SCL` on the pooled embeddings of each training batch"
     order, run_valid = GradientAccumulation.order - 1, False   # changes the loss before `GradientAccumulation` divides it
-    def __init__(self, weight:float=0.9, # λ, the share of the supervised contrastive term
+    def __init__(self, weight:float=0.1, # λ, the share of the supervised contrastive term
                  temperature:float=0.3, # τ of `supcon_loss`
                 ):
         self.weight, self.temperature = check_number('weight', weight, 0, 1), check_number('temperature', temperature, 0, above=True)
