@@ -17,7 +17,8 @@ trained by `Recipe.train`), the transfer techniques of `fmcombo.transfer` at the
 and `supcon-w0.9` give the contrastive term a weight of 0.5 and 0.9 instead of its default 0.1), `norm` (`plain`
 with `pooling="norm"`: the head on the normalised mean embedding, with a learned scale), `epochs30`
 (`plain` for 30 epochs instead of 10), `combined-nofgm` (`combined` with a plain student: FGM, kept on
-the student for robustness, doubles the cost of its stage), and
+the student for robustness, doubles the cost of its stage), `combined-student5` (its student trained
+for 5 epochs instead of 3), and
 the peers: SetFit 1.2 (`setfit`, the same backbone folder as body, its default training
 arguments, a metric callable so that nothing is downloaded) and the transformers `Trainer`
 (`AutoModelForSequenceClassification`, its default arguments; `trainer-neftune` adds its own
@@ -58,7 +59,10 @@ VARIANTS = {'norm': Recipe('norm', 'plain fine-tuning with the head on the L2-no
          'epochs30': Recipe('epochs30', 'plain fine-tuning for 30 epochs instead of 10 (the same one-cycle schedule and peak learning rate)', epochs=30),
          # combined's student stage is most of its cost on BBC (891 s a run against SetFit's 704 s), and FGM doubles each of its steps
          'combined-nofgm': replace(combined_recipe(), name='combined-nofgm', doc='combined with a plain student: no FGM in the distillation stage',
-                                   distill={**combined_recipe().distill, 'cbs': []})}
+                                   distill={**combined_recipe().distill, 'cbs': []}),
+         # FGM's gain on BBC's student, and epochs30's mean there, say the student may be under-trained in 3 epochs
+         'combined-student5': replace(combined_recipe(), name='combined-student5', doc='combined with 5 epochs of its student instead of 3',
+                                      distill={**combined_recipe().distill, 'epochs': 5})}
 PEERS = ('setfit', 'trainer', 'trainer-neftune')
 ALL_ROWS = list(dict.fromkeys(list(BUILTIN_RECIPES) + list(TRANSFER) + list(VARIANTS) + list(PEERS)))   # a transfer row that is also a built-in recipe is trained as above
 QUICK_ROWS = ['plain', 'supcon', 'trainer']
@@ -197,6 +201,7 @@ def table(runs, rows):
     return out
 
 PAIRS = (('combined', 'combined-nofgm', "FGM on combined's student"),
+         ('combined-student5', 'combined', "5 epochs of combined's student against 3"),
          ('supcon', 'supcon-w0.9', "SupCon's default weight 0.1 against 0.9 (Gunel et al.'s few-shot best)"),
          ('supcon-w0.5', 'supcon', "SupCon's weight 0.5 against its default 0.1"))
 

@@ -65,8 +65,8 @@ def test_quality_row_lengths():
         with pytest.raises(ValueError, match=why): quality.split_row(bad)
     assert quality.row_order(['supcon', 'plain@256', 'plain', 'plain@64']) == ['plain', 'plain@64', 'plain@256', 'supcon']
 
-def test_quality_combined_nofgm():
-    "`combined-nofgm` is `combined` with the student's FGM taken out, and nothing else changed (its teacher is the same, so the rows are paired)"
+def test_quality_combined_variants():
+    "`combined-nofgm` and `combined-student5` each differ from `combined` in one setting of the student, nothing else (the teacher is the same, so the rows are paired)"
     sys.path.insert(0, str(ROOT/'benchmarks'))
     import quality
     from fmcombo.experiment import get_recipe
@@ -75,6 +75,10 @@ def test_quality_combined_nofgm():
     drop = lambda d: {k: ({**v, 'cbs': None} if k == 'distill' else v) for k, v in d.items() if k not in ('name', 'doc')}
     assert drop(full) == drop(nofgm)
     assert 'combined-nofgm' in quality.ALL_ROWS and get_recipe('combined').distill['cbs'] == [{'FGM': {}}]   # the built-in recipe is left as it was
+    longer = quality.VARIANTS['combined-student5'].to_dict()
+    assert longer['distill']['epochs'] == 5 and full['distill']['epochs'] == 3
+    assert {k: v for k, v in longer.items() if k not in ('name', 'doc', 'distill')} == {k: v for k, v in full.items() if k not in ('name', 'doc', 'distill')}
+    assert {**longer['distill'], 'epochs': 3} == full['distill']
 
 def test_quality_pairs():
     "Rows of `PAIRS` get their paired difference, in quality.json's `pairs` and quality.md, only where both have runs"
