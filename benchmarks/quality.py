@@ -16,9 +16,9 @@ trained by `Recipe.train`), the transfer techniques of `fmcombo.transfer` at the
 (trained like `plain`: `fit_one_cycle(DEFAULT_EPOCHS, DEFAULT_LR)` with the callback added; `supcon-w0.5`
 and `supcon-w0.9` give the contrastive term a weight of 0.5 and 0.9 instead of its default 0.1), `norm` (`plain`
 with `pooling="norm"`: the head on the normalised mean embedding, with a learned scale), `epochs30`
-(`plain` for 30 epochs instead of 10), `combined-nofgm` (`combined` with a plain student: FGM, kept on
-the student for robustness, doubles the cost of its stage), `combined-student5` (its student trained
-for 5 epochs instead of 3), and
+(`plain` for 30 epochs instead of 10), `combined-nofgm` (`combined` with a plain student: no FGM, which
+`combined` keeps on its student for robustness), `combined-student5` (its student trained for 5
+epochs instead of 3), and
 the peers: SetFit 1.2 (`setfit`, the same backbone folder as body, its default training
 arguments, a metric callable so that nothing is downloaded) and the transformers `Trainer`
 (`AutoModelForSequenceClassification`, its default arguments; `trainer-neftune` adds its own
@@ -57,10 +57,10 @@ TRANSFER = {'contrastive': lambda: [ContrastiveStage()], 'contrastive+prototype'
 VARIANTS = {'norm': Recipe('norm', 'plain fine-tuning with the head on the L2-normalised mean embedding times a learned scale', pooling='norm'),
          # the schedule: 10 epochs of 40 BBC texts in batches of 16 are only 30 optimiser steps
          'epochs30': Recipe('epochs30', 'plain fine-tuning for 30 epochs instead of 10 (the same one-cycle schedule and peak learning rate)', epochs=30),
-         # combined's student stage is most of its cost on BBC (891 s a run against SetFit's 704 s), and FGM doubles each of its steps
+         # the student stage is most of combined's cost on BBC, and FGM adds a second forward and backward pass to each of its steps
          'combined-nofgm': replace(combined_recipe(), name='combined-nofgm', doc='combined with a plain student: no FGM in the distillation stage',
                                    distill={**combined_recipe().distill, 'cbs': []}),
-         # FGM's gain on BBC's student, and epochs30's mean there, say the student may be under-trained in 3 epochs
+         # is the student under-trained in 3 epochs? (FGM's gain on BBC's student and epochs30's mean there asked it)
          'combined-student5': replace(combined_recipe(), name='combined-student5', doc='combined with 5 epochs of its student instead of 3',
                                       distill={**combined_recipe().distill, 'epochs': 5})}
 PEERS = ('setfit', 'trainer', 'trainer-neftune')
