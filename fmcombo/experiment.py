@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch, yaml
 import datasets, fastai, transformers
 from fastai.callback.core import Callback
+from fastai.torch_core import set_seed
 from fastcore.basics import patch
 from fastprogress.fastprogress import progress_bar
 from matplotlib.figure import Figure
@@ -68,7 +69,7 @@ def build_technique(spec:dict, known:dict, seed:int|None=None):
 # %% ../nbs/08_experiment.ipynb #f963ab97
 _STAGE_KEYS = {'tapt': {'texts', 'epochs', 'lr', 'bs', 'mask_prob'},
                'self_train': {'texts', 'threshold', 'rounds', 'max_per_class'},
-               'ensemble': {'k', 'method', 'soup'},
+               'ensemble': {'k', 'method', 'soup', 'shared_head'},
                'distill': {'texts', 'epochs', 'T', 'weight', 'cbs'}}
 
 class EpochLog(Callback):
@@ -109,7 +110,7 @@ class Recipe:
     head_dropout:float=0.1 # dropout before the head
     bs:int=16 # training batch size
     tapt:dict|None=None # task-adaptive pretraining: texts, epochs, lr, bs, mask_prob; None: none
-    ensemble:dict|None=None # k members (seeds s, s+1000, ...), method, soup ("uniform" or None); None: one model
+    ensemble:dict|None=None # k members (seeds s, s+1000, ...), method, soup ("uniform" or None), shared_head (every member's head initialised with seed s); None: one model
     self_train:dict|None=None # self-training: texts, threshold, rounds, max_per_class; None: none
     distill:dict|None=None # distil into one student on a transfer set: texts, epochs, T, weight, cbs; None: none
 
@@ -189,14 +190,16 @@ def _fit(learn, recipe:Recipe, epochs:int, log, stage:str, fit_cbs:list|None=Non
         else: learn.fit_one_cycle(epochs, recipe.lr, cbs=cbs)
     return learn
 
-def _one_model(recipe:Recipe, frames:tuple, dls:FMDataLoaders, backbone:str, seed:int, log, stage:str='', fit_cbs:list|None=None):
-    "One learner trained with the recipe's transforms and callbacks; an `Ensemble` when it has a `SnapshotEnsemble`"
+def _one_model(recipe:Recipe, frames:tuple, dls:FMDataLoaders, backbone:str, seed:int, log, stage:str='', fit_cbs:list|None=None,
+               head_seed:int|None=None):
+    "One learner trained with the recipe's transforms and callbacks; an `Ensemble` when it has a `SnapshotEnsemble`; `head_seed` initialises the head (default: `seed`)"
     train, valid = frames
     d = make_dls(train, valid=valid, backbone=backbone, bs=recipe.bs, max_len=dls.max_len, seed=seed, device=dls.device,
                  text_tfms=[build_technique(s, TEXT_TFMS, seed) for s in recipe.text_tfms] or None)
     cbs = [build_technique(s, CALLBACKS, seed) for s in recipe.cbs]
     make = mt_learner if isinstance(d, MTDataLoaders) else fm_learner
-    learn = make(d, cbs=cbs, pooling=recipe.pooling, head_dropout=recipe.head_dropout, lr=recipe.lr)
+    learn = make(d, cbs=cbs, pooling=recipe.pooling, head_dropout=recipe.head_dropout, lr=recipe.lr, seed=head_seed)
+    if head_seed is not None and head_seed != seed: set_seed(seed)   # the head from head_seed; dropout from the member's own seed
     _fit(learn, recipe, recipe.epochs, log, stage, fit_cbs)
     snap = [c for c in cbs if isinstance(c, SnapshotEnsemble)]
     return snap[0].ensemble() if snap else learn
@@ -255,7 +258,8 @@ def train(self:Recipe, dls:FMDataLoaders, # from `fm_dls`: the labelled training
         t0 = time.perf_counter()
         if self.ensemble is not None:
             k, ens = self.ensemble.get('k', 5), self.ensemble
-            members = [_one_model(self, frames, dls, backbone, seed + 1000*i, log, f'member {i+1}/{k} ') for i in range(k)]
+            members = [_one_model(self, frames, dls, backbone, seed + 1000*i, log, f'member {i+1}/{k} ', head_seed=seed if ens.get('shared_head') else None)
+                       for i in range(k)]
             if ens.get('soup'): model = soup(members, ens['soup'], valid=frames[1])
             else: model = Ensemble(members, ens.get('method', 'mean_probs'), valid=frames[1])
         else: model = _one_model(self, frames, dls, backbone, seed, log, fit_cbs=fit_cbs)
