@@ -29,7 +29,8 @@ as its body's sentence-transformers folder says (256 for the default backbone), 
 
 Per row: accuracy and macro-F1 mean ± std over seeds, the paired difference to `plain` and to
 `setfit` with a 95 % bootstrap interval (seeds and test texts resampled, `experiment.paired_bootstrap`),
-ECE, accuracy under the character attack, and training seconds; then the paired difference of each
+ECE, accuracy under the character attack (and its paired difference to `plain` and `setfit`
+over the same attacked texts), and training seconds; then the paired difference of each
 two rows of `PAIRS` that differ in one setting (`combined` against `combined-nofgm`, ...). Resumable: every finished run is
 appended to <out>/quality-runs.jsonl and skipped when the command is run again; quality.json and
 quality.md are rewritten after every run.
@@ -169,8 +170,9 @@ def one_run(row, corpus, n, seed, ds, test, backbone, attack_n):
     rec = dict(corpus=corpus, n_per_class=n, row=row if max_len is None else f'{row}@{max_len}', seed=seed, accuracy=scores['accuracy'], macro_f1=scores['macro_f1'],
                ece=scores['ece'], train_seconds=round(secs, 1), correct=''.join('1' if c else '0' for c in probs.argmax(1) == y))
     if attack_n:
-        s = char_attack(model, test, n=attack_n, seed=0, progress=False).summary()
-        rec['char_attack_accuracy'] = s['accuracy under attack']
+        run = char_attack(model, test, n=attack_n, seed=0, progress=False)   # the same attacked texts for every row and seed
+        rec['char_attack_accuracy'] = run.summary()['accuracy under attack']
+        rec['attack_correct'] = ''.join('1' if r.status == 'failed' else '0' for r in sorted(run.records, key=lambda r: r.index))   # still right after the attack
     return rec
 
 def _ms(xs):
@@ -178,13 +180,13 @@ def _ms(xs):
     if not xs: return ''
     return f"{100*np.mean(xs):.1f} ± {100*np.std(xs, ddof=1):.1f}" if len(xs) > 1 else f"{100*xs[0]:.1f}"
 
-def _paired(runs, row, ref):
-    "mean paired accuracy difference to `ref` with its 95 % bootstrap interval, over the seeds both have"
-    a = {r['seed']: r for r in runs if r['row'] == row}
-    b = {r['seed']: r for r in runs if r['row'] == ref}
+def _paired(runs, row, ref, field='correct'):
+    "mean paired accuracy difference to `ref` with its 95 % bootstrap interval, over the seeds both have (`field`: 'attack_correct' for accuracy under the attack)"
+    a = {r['seed']: r for r in runs if r['row'] == row and field in r}
+    b = {r['seed']: r for r in runs if r['row'] == ref and field in r}
     seeds = sorted(set(a) & set(b))
     if row == ref or not seeds: return None
-    bits = lambda rs: np.array([[c == '1' for c in rs[s]['correct']] for s in seeds])
+    bits = lambda rs: np.array([[c == '1' for c in rs[s][field]] for s in seeds])
     d, lo, hi = paired_bootstrap(bits(a), bits(b))
     return dict(diff=round(d, 4), lo=round(lo, 4), hi=round(hi, 4), seeds=len(seeds))
 
@@ -198,6 +200,7 @@ def table(runs, rows):
             out.append(dict(setting=f'{corpus}-{n}', row=row, seeds=len(mine),
                             accuracy=_ms([r['accuracy'] for r in mine]), macro_f1=_ms([r['macro_f1'] for r in mine]),
                             vs_plain=_paired(rs, row, 'plain'), vs_setfit=_paired(rs, row, 'setfit'),
+                            attack_vs_plain=_paired(rs, row, 'plain', 'attack_correct'), attack_vs_setfit=_paired(rs, row, 'setfit', 'attack_correct'),
                             ece=_ms([r['ece'] for r in mine]), char_attack=_ms([r.get('char_attack_accuracy') for r in mine]),
                             train_s=round(float(np.mean([r['train_seconds'] for r in mine])), 1),
                             per_seed=' '.join(f"{r['seed']}:{100*r['accuracy']:.1f}" for r in mine)))
@@ -224,16 +227,17 @@ def _ci(p): return '' if p is None else f"{100*p['diff']:+.1f} [{100*p['lo']:+.1
 def markdown(tab, info, prs=()):
     "quality.md: the table, the paired differences of `PAIRS`, then how it was measured (the character attack's column only when texts were attacked)"
     attack = bool(info['attack_n'])
-    cols = ['setting', 'row', 'seeds', 'accuracy', 'macro-F1', 'Δ vs plain', 'Δ vs SetFit', 'ECE'] + ['char attack']*attack + ['train s', 'per seed']
+    cols = ['setting', 'row', 'seeds', 'accuracy', 'macro-F1', 'Δ vs plain', 'Δ vs SetFit', 'ECE'] + ['char attack', 'Δ attacked vs plain', 'Δ attacked vs SetFit']*attack + ['train s', 'per seed']
     lines = ["# Few-shot quality: fmcombo against SetFit and the transformers Trainer", '',
              f"Backbone `{info['backbone']}`; a stratified test subset of {info['test_size']} texts (a smaller test split is used whole); "
              + (f"character attack on {info['attack_n']} of them." if attack else "no character attack (`--attack-n 0`)."), '',
              f"Accuracy, macro-F1{', ECE and accuracy under the character attack' if attack else ' and ECE'} are mean ± std over seeds (%); "
-             "the paired differences are accuracy points with a 95 % bootstrap interval over seeds and test texts; "
+             "the paired differences are accuracy points with a 95 % bootstrap interval over seeds and test texts"
+             + (" (the attacked ones: accuracy under the attack, over the same attacked texts)" if attack else '') + "; "
              "train s is the mean training wall time of a run in seconds (one torch thread; the runs of different commands may have shared the machine differently).", '',
              '| ' + ' | '.join(cols) + ' |', '|' + '---|'*len(cols)]
     for r in tab:
-        cells = [r['setting'], r['row'], r['seeds'], r['accuracy'], r['macro_f1'], _ci(r['vs_plain']), _ci(r['vs_setfit']), r['ece']] + [r['char_attack']]*attack + [r['train_s'], r['per_seed']]
+        cells = [r['setting'], r['row'], r['seeds'], r['accuracy'], r['macro_f1'], _ci(r['vs_plain']), _ci(r['vs_setfit']), r['ece']] + [r['char_attack'], _ci(r.get('attack_vs_plain')), _ci(r.get('attack_vs_setfit'))]*attack + [r['train_s'], r['per_seed']]
         lines.append('| ' + ' | '.join(map(str, cells)) + ' |')
     if prs:
         lines += ['', '## Rows that differ in one setting', '', 'Paired accuracy differences, points, with a 95 % bootstrap interval over the seeds both rows have and the test texts:', '',
@@ -295,7 +299,7 @@ def main(argv=None):
         info['commands'] = list(dict.fromkeys(r['command'] for r in mine if 'command' in r))   # the commands that measured these runs
         info['runs_without_command'] = sum('command' not in r for r in mine)
         tab, prs = table(mine, row_order(x['row'] for x in mine)), pairs(mine)
-        for name, text in (('quality.json', json.dumps(dict(**info, table=tab, pairs=prs, runs=[{k: v for k, v in r.items() if k != 'correct'} for r in mine]), indent=1)),
+        for name, text in (('quality.json', json.dumps(dict(**info, table=tab, pairs=prs, runs=[{k: v for k, v in r.items() if k not in ('correct', 'attack_correct')} for r in mine]), indent=1)),
                            ('quality.md', markdown(tab, info, prs))):
             (out/f'{name}.tmp').write_text(text); os.replace(out/f'{name}.tmp', out/name)   # whole, for a reader in another process
     for corpus, n, seed, row in progress_bar(jobs):

@@ -16,7 +16,8 @@ def test_make_bench_quick(tmp_path):
     assert rows == {(row, s) for row in ('plain', 'supcon', 'trainer') for s in (0, 1)}, rows   # 2 seeds x 3 rows
     assert all(0 <= r['accuracy'] <= 1 and 'char_attack_accuracy' in r for r in q['runs'])
     md = (tmp_path/'quick'/'quality'/'quality.md').read_text()
-    assert '| bbc_news-4 | supcon | 2 |' in md and 'Δ vs plain' in md
+    assert '| bbc_news-4 | supcon | 2 |' in md and 'Δ vs plain' in md and 'Δ attacked vs plain' in md
+    assert q['table'][1]['attack_vs_plain']['seeds'] == 2 and not any('attack_correct' in r for r in q['runs'])
     c = json.loads((tmp_path/'quick'/'cost.json').read_text())
     assert set(c['step_seconds_median']) == {'fmcombo', 'raw', 'trainer'} and all(v > 0 for v in c['step_seconds_median'].values())
     assert all('peak_rss_mib' in m for m in c['memory'].values()), c['memory']
@@ -115,12 +116,13 @@ def test_quality_markdown_columns():
     sys.path.insert(0, str(ROOT/'benchmarks'))
     import quality
     runs = [dict(corpus='bbc_news', n_per_class=8, row=row, seed=s, accuracy=0.5, macro_f1=0.5, ece=0.1, train_seconds=1., correct='01'*5,
-                 char_attack_accuracy=0.25) for row in ('plain', 'setfit') for s in (0, 1)]
+                 char_attack_accuracy=0.25, attack_correct=('1' if row == 'setfit' else '0')*4) for row in ('plain', 'setfit') for s in (0, 1)]
     tab = quality.table(runs, ['plain', 'setfit'])
     info = dict(backbone='b', test_size=2000, commands=['python benchmarks/quality.py --rows plain', 'python benchmarks/quality.py --rows setfit'], runs_without_command=0)
     with_attack, without = quality.markdown(tab, {**info, 'attack_n': 200}), quality.markdown(tab, {**info, 'attack_n': 0})
     header = lambda md: next(l for l in md.splitlines() if l.startswith('| setting'))
-    assert '| char attack |' in header(with_attack) and '| 25.0 ± 0.0 |' in with_attack
+    assert '| char attack | Δ attacked vs plain | Δ attacked vs SetFit |' in header(with_attack) and '| 25.0 ± 0.0 |' in with_attack
+    assert tab[1]['attack_vs_plain']['diff'] == 1. and '| 25.0 ± 0.0 | +100.0 [+100.0, +100.0] |  |' in with_attack   # paired over the attacked texts
     assert 'char attack' not in header(without) and '25.0' not in without and 'no character attack' in without
     for md in (with_attack, without):
         assert all(f'- `{c}`' in md for c in info['commands'])
