@@ -18,7 +18,7 @@ and `supcon-w0.9` give the contrastive term a weight of 0.5 and 0.9 instead of i
 with `pooling="norm"`: the head on the normalised mean embedding, with a learned scale), `epochs30`
 (`plain` for 30 epochs instead of 10), `combined-nofgm` (`combined` with a plain student: no FGM, which
 `combined` keeps on its student for robustness), `combined-student5` (its student trained for 5
-epochs instead of 3), `soup-shared` (`soup` with every member's head initialised from the run's seed), and
+epochs instead of 3), `soup-own` (`soup` with each member's head initialised from the member's own seed instead of the run's), and
 the peers: SetFit 1.2 (`setfit`, the same backbone folder as body, its default training
 arguments, a metric callable so that nothing is downloaded) and the transformers `Trainer`
 (`AutoModelForSequenceClassification`, its default arguments; `trainer-neftune` adds its own
@@ -64,9 +64,9 @@ VARIANTS = {'norm': Recipe('norm', 'plain fine-tuning with the head on the L2-no
          # is the student under-trained in 3 epochs? (FGM's gain on BBC's student and epochs30's mean there asked it)
          'combined-student5': replace(combined_recipe(), name='combined-student5', doc='combined with 5 epochs of its student instead of 3',
                                       distill={**combined_recipe().distill, 'epochs': 5}),
-         # the soup's members start from heads of their own seeds; averaging five random heads shrinks the logits (its ECE on BBC)
-         'soup-shared': replace(BUILTIN_RECIPES['soup'], name='soup-shared', doc="the uniform soup of 5 seeds with every member's head initialised from seed s",
-                                ensemble={**BUILTIN_RECIPES['soup'].ensemble, 'shared_head': True})}
+         # the soup as it was before its members shared their head's initialisation: five random heads averaged shrink the logits
+         'soup-own': replace(BUILTIN_RECIPES['soup'], name='soup-own', doc="the uniform soup of 5 seeds with each member's head initialised from its own seed",
+                             ensemble={**BUILTIN_RECIPES['soup'].ensemble, 'shared_head': False})}
 PEERS = ('setfit', 'trainer', 'trainer-neftune')
 ALL_ROWS = list(dict.fromkeys(list(BUILTIN_RECIPES) + list(TRANSFER) + list(VARIANTS) + list(PEERS)))   # a transfer row that is also a built-in recipe is trained as above
 QUICK_ROWS = ['plain', 'supcon', 'trainer']
@@ -208,7 +208,7 @@ def table(runs, rows):
 
 PAIRS = (('combined', 'combined-nofgm', "FGM on combined's student"),
          ('combined-student5', 'combined', "5 epochs of combined's student against 3"),
-         ('soup-shared', 'soup', "the soup's members' heads from one seed against each from its own"),
+         ('soup', 'soup-own', "the soup's members' heads from one seed against each from its own"),
          ('supcon', 'supcon-w0.9', "SupCon's default weight 0.1 against 0.9 (Gunel et al.'s few-shot best)"),
          ('supcon-w0.5', 'supcon', "SupCon's weight 0.5 against its default 0.1"))
 

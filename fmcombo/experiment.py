@@ -166,7 +166,8 @@ class Recipe:
         parts = [p for p in (names(self.text_tfms), names(self.cbs)) if p] or ['plain']
         s = f"{' + '.join(parts)}, {self.epochs} epochs at {self.lr:g}"
         if self.tapt: s = f"TAPT on {self.tapt.get('texts', 5000)} texts, then " + s
-        if self.ensemble: s = f"{self.ensemble.get('k', 5)} × ({s}), {self.ensemble.get('soup') or self.ensemble.get('method', 'mean_probs')}"
+        if self.ensemble: s = (f"{self.ensemble.get('k', 5)} × ({s}), {self.ensemble.get('soup') or self.ensemble.get('method', 'mean_probs')}"
+                               + (', one head initialisation' if self.ensemble.get('shared_head') else ''))
         if self.self_train: s += f", self-trained on {self.self_train.get('texts', 5000)} texts"
         if self.distill: s += f", distilled into one student ({names(self.distill['cbs']) or 'plain'}) on {self.distill.get('texts', 1000)} texts"
         return s
@@ -346,7 +347,7 @@ def _builtin() -> dict:
              one('ensemble', 'an ensemble of 5 seeds, mean of probabilities', ensemble=dict(k=5, method='mean_probs')),
              one('swa', 'SWA: weights averaged over epochs 5-9', cbs=[{'SWA': {'start_epoch': DEFAULT_EPOCHS//2}}]),
              one('snapshot', 'a snapshot ensemble: 5 cosine cycles in one run', cbs=[{'SnapshotEnsemble': {'cycles': 5}}], schedule='constant'),
-             one('soup', 'a uniform model soup of 5 seeds', ensemble=dict(k=5, soup='uniform')),
+             one('soup', 'a uniform model soup of 5 seeds', ensemble=dict(k=5, soup='uniform', shared_head=True)),
              one('distill', 'a 5-seed ensemble distilled into one student on 1,000 unlabelled texts', ensemble=dict(k=5), distill=dict(texts=1000, epochs=3)),
              combined_recipe()])
     return {r.name: r for r in rs}

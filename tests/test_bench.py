@@ -67,7 +67,7 @@ def test_quality_row_lengths():
     assert quality.row_order(['supcon', 'plain@256', 'plain', 'plain@64']) == ['plain', 'plain@64', 'plain@256', 'supcon']
 
 def test_quality_combined_variants():
-    "`combined-nofgm` and `combined-student5` each differ from `combined` in one setting of the student, nothing else (the teacher is the same, so the rows are paired); `soup-shared` from `soup` in its heads' seed"
+    "`combined-nofgm` and `combined-student5` each differ from `combined` in one setting of the student, nothing else (the teacher is the same, so the rows are paired); `soup-own` from `soup` in its heads' seed"
     sys.path.insert(0, str(ROOT/'benchmarks'))
     import quality
     from fmcombo.experiment import get_recipe
@@ -77,8 +77,8 @@ def test_quality_combined_variants():
         v = quality.VARIANTS[name].to_dict()
         assert v == {**full, 'name': name, 'doc': v['doc'], 'distill': {**full['distill'], **change}} and name in quality.ALL_ROWS
     assert get_recipe('combined').to_dict() == full   # the built-in recipe is left as it was
-    soup, shared = get_recipe('soup').to_dict(), quality.VARIANTS['soup-shared'].to_dict()
-    assert 'shared_head' not in soup['ensemble'] and shared == {**soup, 'name': 'soup-shared', 'doc': shared['doc'], 'ensemble': {**soup['ensemble'], 'shared_head': True}}
+    soup, own = get_recipe('soup').to_dict(), quality.VARIANTS['soup-own'].to_dict()
+    assert soup['ensemble']['shared_head'] is True and own == {**soup, 'name': 'soup-own', 'doc': own['doc'], 'ensemble': {**soup['ensemble'], 'shared_head': False}}
 
 def test_quality_pairs():
     "Rows of `PAIRS` get their paired difference, in quality.json's `pairs` and quality.md, only where both have runs"
