@@ -245,6 +245,10 @@ def markdown(tab, info, prs=()):
         lines += [f"| {p['setting']} | {p['row']} | {p['ref']} | {p['what']} | {_ci(p)} | {p['seeds']} |" for p in prs]
     lines += ['', '## How it was measured', '', 'Each run was appended to `quality-runs.jsonl` as it finished, by these commands:', '']
     lines += [f'- `{c}`' for c in info['commands']]
+    if info.get('renamed'):
+        lines += ['', "Runs measured under an earlier row name, renamed when the recipe behind that name changed (the commands above give "
+                  "the current names; each renamed run trains now what it trained then): "
+                  + '; '.join(f"{n} runs of `{row}` measured as `{old}`" for row, old, n in info['renamed']) + '.']
     if info['runs_without_command']:
         lines += ['', f"{info['runs_without_command']} runs were measured before the runs file recorded each run's command (by the same script, the settings above)."]
     return '\n'.join(lines) + '\n'
@@ -298,6 +302,10 @@ def main(argv=None):
         info['wall_seconds'] = time.perf_counter() - t_start
         info['commands'] = list(dict.fromkeys(r['command'] for r in mine if 'command' in r))   # the commands that measured these runs
         info['runs_without_command'] = sum('command' not in r for r in mine)
+        renamed = {}
+        for r in mine:
+            if 'measured_as' in r: renamed[(r['row'], r['measured_as'])] = renamed.get((r['row'], r['measured_as']), 0) + 1
+        info['renamed'] = [[row, old, n] for (row, old), n in sorted(renamed.items())]
         tab, prs = table(mine, row_order(x['row'] for x in mine)), pairs(mine)
         for name, text in (('quality.json', json.dumps(dict(**info, table=tab, pairs=prs, runs=[{k: v for k, v in r.items() if k not in ('correct', 'attack_correct')} for r in mine]), indent=1)),
                            ('quality.md', markdown(tab, info, prs))):

@@ -129,6 +129,8 @@ class Recipe:
         if self.ensemble is not None:
             k = self.ensemble.get('k', 5)
             if not isinstance(k, int) or k < 1: raise ValueError(f"ensemble: k must be a positive integer; got {k!r}")
+            sh = self.ensemble.get('shared_head', False)
+            if not isinstance(sh, bool): raise ValueError(f"ensemble: shared_head must be true or false; got {sh!r}")
         if self.distill is not None: self.distill = {**self.distill, 'cbs': [technique_spec(e, CALLBACKS, 'distill.cbs') for e in self.distill.get('cbs', [])]}
 
     def to_dict(self) -> dict: return asdict(self)

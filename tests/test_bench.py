@@ -18,6 +18,9 @@ def test_make_bench_quick(tmp_path):
     md = (tmp_path/'quick'/'quality'/'quality.md').read_text()
     assert '| bbc_news-4 | supcon | 2 |' in md and 'Δ vs plain' in md and 'Δ attacked vs plain' in md
     assert q['table'][1]['attack_vs_plain']['seeds'] == 2 and not any('attack_correct' in r for r in q['runs'])
+    for l in (tmp_path/'quick'/'quality'/'quality-runs.jsonl').read_text().splitlines():   # the kept bits are the attacked texts still right
+        r = json.loads(l)
+        assert len(r['attack_correct']) == 10 and r['attack_correct'].count('1')/10 == pytest.approx(r['char_attack_accuracy'])
     c = json.loads((tmp_path/'quick'/'cost.json').read_text())
     assert set(c['step_seconds_median']) == {'fmcombo', 'raw', 'trainer'} and all(v > 0 for v in c['step_seconds_median'].values())
     assert all('peak_rss_mib' in m for m in c['memory'].values()), c['memory']
@@ -124,6 +127,9 @@ def test_quality_markdown_columns():
     assert '| char attack | Δ attacked vs plain | Δ attacked vs SetFit |' in header(with_attack) and '| 25.0 ± 0.0 |' in with_attack
     assert tab[1]['attack_vs_plain']['diff'] == 1. and '| 25.0 ± 0.0 | +100.0 [+100.0, +100.0] |  |' in with_attack   # paired over the attacked texts
     assert 'char attack' not in header(without) and '25.0' not in without and 'no character attack' in without
+    assert 'earlier row name' not in without
+    renamed = quality.markdown(tab, {**info, 'attack_n': 0, 'renamed': [['soup-own', 'soup', 10]]})
+    assert '10 runs of `soup-own` measured as `soup`.' in renamed
     for md in (with_attack, without):
         assert all(f'- `{c}`' in md for c in info['commands'])
         assert len(header(md).split('|')) == len(md.splitlines()[md.splitlines().index(header(md)) + 2].split('|'))   # every row fills every column
