@@ -319,8 +319,8 @@ def combined_recipe() -> Recipe:
     (+2.1 ± 4.6, no measured gain, ≈ 11× a plain run) (benchmarks/results/unlabelled-tweet_sentiment-32.json);
     the unlabelled texts are used by the transfer set instead. At 5 paired seeds self-training alone is a
     measured gain on tweets, +3.0 [+0.5, +5.4] points, beside combined's +4.2 [+0.5, +8.9], at 481 s of
-    training a run against combined's 223 s (quality.md; runs of different sessions); the two together
-    are not measured.
+    training a run against combined's 223 s, and on BBC News, +2.5 [+0.9, +4.4] beside +4.6 [+2.6, +6.9],
+    at 1,102 s against 891 s (quality.md; runs of different sessions); the two together are not measured.
     Left out: discrete adversarial training (A2T, the `robust` recipe): −0.3 ± 2.1 points under the character
     attack at 5 paired seeds, at 2.06× plain's training time (benchmarks/results/robustness-a2t.json).
     Cost bounded: 3 members (not the measured 5) and a transfer set of 500 texts (not 1,000)."""
