@@ -274,7 +274,10 @@ def train(self:Recipe, dls:FMDataLoaders, # from `fm_dls`: the labelled training
             else:
                 kw = {k: v for k, v in self.self_train.items() if k != 'texts'}
                 with model.no_bar(), model.no_logging():
-                    self_train(model, draw_texts(pool, self.self_train.get('texts', 5000), seed), epochs=self.epochs, lr=self.lr, **kw)
+                    rep = self_train(model, draw_texts(pool, self.self_train.get('texts', 5000), seed), epochs=self.epochs, lr=self.lr, **kw)
+                if not rep['added'].sum():
+                    notes.append(f"self_train added no pseudo-labels (some class had no unlabelled text at or above threshold="
+                                 f"{kw.get('threshold', 0.9)}): the model is the one trained on the labelled texts alone")
                 clock('self_train', t0)
         if self.distill is not None:
             t0 = time.perf_counter()
