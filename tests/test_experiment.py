@@ -38,7 +38,9 @@ def small(r:Recipe) -> Recipe:
 @pytest.mark.parametrize('name', list(BUILTIN_RECIPES))
 def test_every_builtin_recipe_trains(name, few, tiny, bbc):
     res = small(get_recipe(name)).train(fm_dls(few, backbone=tiny, bs=8, seed=0), seed=0, unlabelled=bbc['train']['text'][:40])
-    assert isinstance(res.model, (FMLearner, Ensemble)) and res.seconds['train'] > 0 and not res.notes
+    # the tiny random model predicts two or three of the five classes, so self-training (balanced per class) adds nothing, and says so
+    expected = ['self_train added no pseudo-labels'] if name == 'self_train' else []
+    assert isinstance(res.model, (FMLearner, Ensemble)) and res.seconds['train'] > 0 and [n[:33] for n in res.notes] == expected
     labels, probs = res.model.predict_texts(['Shares fell.', 'The striker scored twice.'])
     assert len(labels) == 2 and probs.shape == (2, 5)
 
