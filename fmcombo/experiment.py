@@ -277,7 +277,7 @@ def train(self:Recipe, dls:FMDataLoaders, # from `fm_dls`: the labelled training
                     rep = self_train(model, draw_texts(pool, self.self_train.get('texts', 5000), seed), epochs=self.epochs, lr=self.lr, **kw)
                 if not rep['added'].sum():
                     notes.append(f"self_train added no pseudo-labels (some class had no unlabelled text at or above threshold="
-                                 f"{kw.get('threshold', 0.9)}): the model is the one trained on the labelled texts alone")
+                                 f"{kw.get('threshold', inspect.signature(self_train).parameters['threshold'].default)}): the model is the one trained on the labelled texts alone")
                 clock('self_train', t0)
         if self.distill is not None:
             t0 = time.perf_counter()
