@@ -70,7 +70,7 @@ def test_quality_row_lengths():
     assert quality.row_order(['supcon', 'plain@256', 'plain', 'plain@64']) == ['plain', 'plain@64', 'plain@256', 'supcon']
 
 def test_quality_combined_variants():
-    "`combined-nofgm` and `combined-student5` each differ from `combined` in one setting of the student, nothing else (the teacher is the same, so the rows are paired); `soup-own` from `soup` in its heads' seed"
+    "`combined-nofgm` and `combined-student5` each differ from `combined` in one setting of the student, nothing else (the teacher is the same, so the rows are paired); `combined-supcon` in its members' callbacks; `soup-own` from `soup` in its heads' seed"
     sys.path.insert(0, str(ROOT/'benchmarks'))
     import quality
     from fmcombo.experiment import get_recipe
@@ -79,6 +79,8 @@ def test_quality_combined_variants():
     for name, change in (('combined-nofgm', {'cbs': []}), ('combined-student5', {'epochs': 5})):
         v = quality.VARIANTS[name].to_dict()
         assert v == {**full, 'name': name, 'doc': v['doc'], 'distill': {**full['distill'], **change}} and name in quality.ALL_ROWS
+    v = quality.VARIANTS['combined-supcon'].to_dict()   # SupCon in the members only: the student's callbacks stay FGM
+    assert full['cbs'] == [] and v == {**full, 'name': 'combined-supcon', 'doc': v['doc'], 'cbs': [{'SupCon': {}}]} and 'combined-supcon' in quality.ALL_ROWS
     assert get_recipe('combined').to_dict() == full   # the built-in recipe is left as it was
     soup, own = get_recipe('soup').to_dict(), quality.VARIANTS['soup-own'].to_dict()
     assert soup['ensemble']['shared_head'] is True and own == {**soup, 'name': 'soup-own', 'doc': own['doc'], 'ensemble': {**soup['ensemble'], 'shared_head': False}}
