@@ -324,6 +324,10 @@ def combined_recipe() -> Recipe:
     measured gain on tweets, +3.0 [+0.5, +5.4] points, beside combined's +4.2 [+0.5, +8.9], at 481 s of
     training a run against combined's 223 s, and on BBC News, +2.5 [+0.9, +4.4] beside +4.6 [+2.6, +6.9],
     at 1,102 s against 891 s (quality.md; runs of different sessions); the two together are not measured.
+    Left out: SupCon in the members (the one member-level technique with a measured gain on BBC News alone, +0.9 [+0.1, +1.9]):
+    against combined at 5 paired seeds −0.4 [−1.1, +0.2] points on BBC News and −0.0 [−0.6, +0.5] on tweets (`combined-supcon` in
+    quality.md). Reading 256 tokens instead of 128 on BBC News: 94.4 and 93.4 % on seeds 0 and 2 against combined's 96.2 and 94.1,
+    at 3.8× its training time (`combined@256`, stopped after those 2 seeds).
     Left out: discrete adversarial training (A2T, the `robust` recipe): −0.3 ± 2.1 points under the character
     attack at 5 paired seeds, at 2.06× plain's training time (benchmarks/results/robustness-a2t.json).
     Cost bounded: 3 members (not the measured 5) and a transfer set of 500 texts (not 1,000)."""
