@@ -212,6 +212,7 @@ def table(runs, rows):
 PAIRS = (('combined', 'combined-nofgm', "FGM on combined's student"),
          ('combined-student5', 'combined', "5 epochs of combined's student against 3"),
          ('combined-supcon', 'combined', "SupCon in combined's members against none"),
+         ('contrastive+prototype', 'contrastive', "the head from class prototypes after the contrastive stage, as SetFit fits its head on the tuned body, against a random head"),
          ('soup', 'soup-own', "the soup's members' heads from one seed against each from its own"),
          ('supcon', 'supcon-w0.9', "SupCon's default weight 0.1 against 0.9 (Gunel et al.'s few-shot best)"),
          ('supcon-w0.5', 'supcon', "SupCon's weight 0.5 against its default 0.1"))
