@@ -100,6 +100,16 @@ def test_quality_pairs():
     assert "| bbc_news-8 | combined | combined-nofgm | FGM on combined's student | +100.0 [+100.0, +100.0] | 2 |" in md
     assert 'differ in one setting' not in quality.markdown(quality.table(runs, ['plain']), info, [])
 
+def test_quality_pairs_name_rows():
+    "Every row of `PAIRS` is a row the script trains; `contrastive+prototype` is `contrastive` with a `PrototypeHead` after the stage, nothing else"
+    sys.path.insert(0, str(ROOT/'benchmarks'))
+    import quality
+    from fmcombo.transfer import ContrastiveStage, PrototypeHead
+    assert all(row in quality.ALL_ROWS and ref in quality.ALL_ROWS for row, ref, _ in quality.PAIRS)
+    both, one = quality.TRANSFER['contrastive+prototype'](), quality.TRANSFER['contrastive']()
+    assert [type(c) for c in both] == [type(c) for c in one] + [PrototypeHead] and [type(c) for c in one] == [ContrastiveStage]
+    assert vars(both[0]) == vars(one[0])   # the same contrastive stage: its defaults on both rows
+
 def test_quality_row_length_reaches_the_data(tiny, monkeypatch):
     "`one_run('plain@32', ...)` tokenises at 32 tokens and records the row under its full name"
     sys.path.insert(0, str(ROOT/'benchmarks'))
